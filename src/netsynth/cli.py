@@ -1,0 +1,258 @@
+"""The `netsynth` command line: each command parses its options and calls one library function.
+
+Errors a user can cause (`NetsynthError`, or an OS error on a named file) become one line on stderr and
+exit status 2 — never a traceback. Heavy imports (torch, scikit-learn) happen inside the commands so
+that `netsynth --help` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from netsynth.errors import InputError, NetsynthError
+
+app = typer.Typer(
+    name="netsynth",
+    help="Real captures in, class-conditioned synthetic flows out, judged against real traffic.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handles_errors(func: F) -> F:
+    """Turn user-caused errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NetsynthError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; no output was written")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    """Parse repeated `KEY=VALUE` options."""
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"{what} expects KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+# --------------------------------------------------------------------------- extract
+@app.command()
+@_handles_errors
+def extract(
+    paths: Annotated[list[Path], typer.Argument(help="pcap/pcapng files or folders (walked recursively)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="flow table to write (Parquet)")],
+    packets: Annotated[int, typer.Option("--packets", min=1, max=1000, help="packets kept per flow (N)")] = 20,
+    min_packets: Annotated[int, typer.Option("--min-packets", min=1, help="drop flows with fewer packets")] = 1,
+    idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="seconds of silence that end a flow")] = 120.0,
+    labels: Annotated[Path | None, typer.Option("--labels", help="CSV: capture,label[,protocol,ip_a,port_a,ip_b,port_b]")] = None,
+    label_from: Annotated[str | None, typer.Option("--label-from", help="label by 'parent' folder or file 'stem'")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="a bad input file is fatal")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
+) -> None:
+    """Read captures, assemble bidirectional flows, keep the first N packets of each."""
+    from netsynth.extract import extract as run_extract
+
+    result = run_extract(
+        paths,
+        packets=packets,
+        min_packets=min_packets,
+        idle_timeout=idle_timeout,
+        labels=labels,
+        label_from=label_from,
+        strict=strict,
+        progress=not quiet,
+    )
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if len(result.table) == 0:
+        raise InputError("no flows left after labelling and filtering; nothing written")
+    result.table.write(output)
+    if not quiet:
+        result.summary.render(err)
+    err.print(f"wrote {len(result.table)} flows to {output}")
+
+
+# --------------------------------------------------------------------------- split
+@app.command()
+@_handles_errors
+def split(
+    table: Annotated[Path, typer.Argument(help="flow table (Parquet)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for train.parquet and test.parquet")],
+    by: Annotated[str, typer.Option("--by", help="'capture' (no capture on both sides) or 'flow'")] = "capture",
+    test_size: Annotated[float, typer.Option("--test-size", help="share of flows (or captures) in test")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Split a flow table into train and test, stratified by label."""
+    from netsynth.flows import FlowTable
+    from netsynth.flows.split import split_flows
+
+    result = split_flows(FlowTable.read(table), by=by, test_size=test_size, seed=seed)
+    output.mkdir(parents=True, exist_ok=True)
+    result.train.write(output / "train.parquet")
+    result.test.write(output / "test.parquet")
+    info = result.info
+    where = f"seed {info.get('seed', seed)}" + (f", fold {info['fold']}" if "fold" in info else "")
+    if info.get("searched"):
+        where += f" (searched from seed {seed}, fold 0 so that every class is on both sides)"
+    err.print(f"split by {by}: {info['n_train']} train / {info['n_test']} test flows; used {where}")
+    err.print(f"wrote {output / 'train.parquet'} and {output / 'test.parquet'}")
+
+
+# --------------------------------------------------------------------------- train
+@app.command()
+@_handles_errors
+def train(
+    name: Annotated[str, typer.Argument(help="generator family (see `netsynth models`)")],
+    train_path: Annotated[Path, typer.Argument(metavar="TRAIN", help="training flow table (Parquet)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="model folder to write")],
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="config override KEY=VALUE (repeatable)")] = None,
+    valid: Annotated[Path | None, typer.Option("--valid", help="validation table (default: carved from train)")] = None,
+) -> None:
+    """Fit a class-conditioned generator and save it (model.json + weights.safetensors)."""
+    from netsynth.flows import FlowTable
+    from netsynth.models import config_from_overrides, get_generator
+
+    cls = get_generator(name)
+    config = config_from_overrides(cls.config_class, _parse_pairs(overrides, "--set"))
+    flows = FlowTable.read(train_path)
+    valid_flows = FlowTable.read(valid) if valid else None
+    start = time.perf_counter()
+    model = cls(config, device=device, random_state=seed).fit(flows, valid=valid_flows)
+    model.save(output)
+    info = model.info()
+    err.print(
+        f"trained {name} ({info.get('n_parameters', 0):,} parameters) on {len(flows)} flows "
+        f"in {time.perf_counter() - start:.1f} s; saved to {output}"
+    )
+
+
+# --------------------------------------------------------------------------- sample
+@app.command()
+@_handles_errors
+def sample(
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL", help="model folder written by `netsynth train`")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="synthetic flow table to write")],
+    n: Annotated[int | None, typer.Option("-n", help="total flows, in the training set's class proportions")] = None,
+    per_class: Annotated[int | None, typer.Option("--per-class", help="flows for every class")] = None,
+    classes: Annotated[list[str] | None, typer.Option("--class", help="NAME=N (repeatable)")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+) -> None:
+    """Sample synthetic flows from a trained generator."""
+    from netsynth.models import load_generator
+
+    chosen = [x is not None and x != [] for x in (n, per_class, classes)]
+    if sum(chosen) != 1:
+        raise InputError("give exactly one of -n N, --per-class N or --class NAME=N")
+    model = load_generator(model_dir, device=device)
+    request: int | dict[str, int]
+    if n is not None:
+        request = n
+    elif per_class is not None:
+        request = {c: per_class for c in model.classes_}
+    else:
+        pairs = _parse_pairs(classes, "--class")
+        try:
+            request = {k: int(v) for k, v in pairs.items()}
+        except ValueError:
+            raise InputError(f"--class counts must be integers, got {pairs}") from None
+    if isinstance(request, int) and request < 1 or isinstance(request, dict) and any(v < 0 for v in request.values()):
+        raise InputError("sample counts must be positive")
+    start = time.perf_counter()
+    flows = model.sample(request, random_state=seed)
+    seconds = time.perf_counter() - start
+    flows.write(output)
+    err.print(f"sampled {len(flows)} flows in {seconds:.1f} s ({len(flows) / max(seconds, 1e-9):,.0f} flows/s); wrote {output}")
+
+
+# --------------------------------------------------------------------------- evaluate
+@app.command()
+@_handles_errors
+def evaluate(
+    train_path: Annotated[Path, typer.Option("--train", help="real training flows")],
+    test_path: Annotated[Path, typer.Option("--test", help="real test flows")],
+    synthetic_path: Annotated[Path, typer.Option("--synthetic", help="synthetic flows")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="report folder")],
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="classifier seeds")] = 3,
+) -> None:
+    """Fidelity, train-on-synthetic-test-on-real and novelty: metrics.json + report.md."""
+    from netsynth.evaluate import evaluate as run_evaluate
+    from netsynth.evaluate import format_summary
+    from netsynth.flows import FlowTable
+
+    tables = {k: FlowTable.read(p) for k, p in (("train", train_path), ("test", test_path), ("synthetic", synthetic_path))}
+    paths = {"train": str(train_path), "test": str(test_path), "synthetic": str(synthetic_path)}
+    metrics = run_evaluate(tables["train"], tables["test"], tables["synthetic"], seeds=seeds, out_dir=output,
+                           paths=paths, progress=True)
+    out.print(format_summary(metrics))
+    err.print(f"wrote {output / 'metrics.json'} and {output / 'report.md'}")
+
+
+# --------------------------------------------------------------------------- models / info
+@app.command("models")
+@_handles_errors
+def list_models() -> None:
+    """List the generator families with their default parameter counts."""
+    from rich.table import Table
+
+    from netsynth.models import available_generators, get_generator
+
+    table = Table(title="generator families")
+    table.add_column("name")
+    table.add_column("parameters (default config)", justify="right")
+    table.add_column("description")
+    for name in available_generators():
+        cls = get_generator(name)
+        count = cls.default_parameter_count() if hasattr(cls, "default_parameter_count") else None
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, f"{count:,}" if count is not None else "-", doc)
+    out.print(table)
+
+
+@app.command()
+@_handles_errors
+def info(model_dir: Annotated[Path, typer.Argument(metavar="MODEL")]) -> None:
+    """Print a trained model's info() as JSON."""
+    from netsynth.models import load_generator
+
+    out.print_json(json.dumps(load_generator(model_dir, device="cpu").info()))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
