@@ -73,8 +73,12 @@ def extract(
     packets: Annotated[int, typer.Option("--packets", min=1, max=1000, help="packets kept per flow (N)")] = 20,
     min_packets: Annotated[int, typer.Option("--min-packets", min=1, help="drop flows with fewer packets")] = 1,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="seconds of silence that end a flow")] = 120.0,
-    labels: Annotated[Path | None, typer.Option("--labels", help="CSV: capture,label[,protocol,ip_a,port_a,ip_b,port_b]")] = None,
-    label_from: Annotated[str | None, typer.Option("--label-from", help="label by 'parent' folder or file 'stem'")] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="CSV: capture,label[,protocol,ip_a,port_a,ip_b,port_b]")
+    ] = None,
+    label_from: Annotated[
+        str | None, typer.Option("--label-from", help="label by 'parent' folder or file 'stem'")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="a bad input file is fatal")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
 ) -> None:
@@ -187,13 +191,14 @@ def sample(
             request = {k: int(v) for k, v in pairs.items()}
         except ValueError:
             raise InputError(f"--class counts must be integers, got {pairs}") from None
-    if isinstance(request, int) and request < 1 or isinstance(request, dict) and any(v < 0 for v in request.values()):
+    if (isinstance(request, int) and request < 1) or (isinstance(request, dict) and any(v < 0 for v in request.values())):
         raise InputError("sample counts must be positive")
     start = time.perf_counter()
     flows = model.sample(request, random_state=seed)
     seconds = time.perf_counter() - start
     flows.write(output)
-    err.print(f"sampled {len(flows)} flows in {seconds:.1f} s ({len(flows) / max(seconds, 1e-9):,.0f} flows/s); wrote {output}")
+    rate = len(flows) / max(seconds, 1e-9)
+    err.print(f"sampled {len(flows)} flows in {seconds:.1f} s ({rate:,.0f} flows/s); wrote {output}")
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -211,10 +216,17 @@ def evaluate(
     from netsynth.evaluate import format_summary
     from netsynth.flows import FlowTable
 
-    tables = {k: FlowTable.read(p) for k, p in (("train", train_path), ("test", test_path), ("synthetic", synthetic_path))}
-    paths = {"train": str(train_path), "test": str(test_path), "synthetic": str(synthetic_path)}
-    metrics = run_evaluate(tables["train"], tables["test"], tables["synthetic"], seeds=seeds, out_dir=output,
-                           paths=paths, progress=True)
+    paths = {"train": train_path, "test": test_path, "synthetic": synthetic_path}
+    tables = {k: FlowTable.read(p) for k, p in paths.items()}
+    metrics = run_evaluate(
+        tables["train"],
+        tables["test"],
+        tables["synthetic"],
+        seeds=seeds,
+        out_dir=output,
+        paths={k: str(p) for k, p in paths.items()},
+        progress=True,
+    )
     out.print(format_summary(metrics))
     err.print(f"wrote {output / 'metrics.json'} and {output / 'report.md'}")
 

@@ -231,7 +231,7 @@ class FlowTable:
     # ------------------------------------------------------------------ Arrow / Parquet
     def to_arrow(self) -> pa.Table:
         """Convert to an Arrow table with the contract's schema and metadata."""
-        n, width = self.payload_len.shape
+        width = self.max_packets
         meta = {k.encode(): v.encode() for k, v in self.metadata.items()}
         schema = S.arrow_schema(width, meta)
 
