@@ -191,7 +191,8 @@ def sample(
             request = {k: int(v) for k, v in pairs.items()}
         except ValueError:
             raise InputError(f"--class counts must be integers, got {pairs}") from None
-    if (isinstance(request, int) and request < 1) or (isinstance(request, dict) and any(v < 0 for v in request.values())):
+    counts = [request] if isinstance(request, int) else list(request.values())
+    if min(counts) < 0 or sum(counts) < 1:
         raise InputError("sample counts must be positive")
     start = time.perf_counter()
     flows = model.sample(request, random_state=seed)
