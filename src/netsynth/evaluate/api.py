@@ -60,7 +60,7 @@ def _stepper(enabled: bool) -> Iterator[Any]:
 
     console = Console(stderr=True)
     start = time.perf_counter()
-    yield lambda msg: console.log(f"[{time.perf_counter() - start:6.1f}s] {msg}")
+    yield lambda msg: console.print(f"[dim]{time.perf_counter() - start:6.1f}s[/dim] {msg}")
 
 
 def _check(tables: Mapping[str, FlowTable]) -> None:

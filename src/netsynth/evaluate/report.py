@@ -40,7 +40,7 @@ def _pm(stat: dict | None) -> str:
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -50,15 +50,15 @@ def _summary_rows(metrics: dict) -> list[tuple[str, str, str]]:
     tstr = cls.get("tstr")
     nov = metrics["novelty"]
     rows = [
-        ("Macro F1 on real test (TSTR | TRTR)", _pm(tstr and tstr["macro_f1"]), _pm(cls["trtr"]["macro_f1"])),
-        ("Accuracy on real test (TSTR | TRTR)", _pm(tstr and tstr["accuracy"]), _pm(cls["trtr"]["accuracy"])),
-        ("Exact copies of a train flow (synthetic | test)",
+        ("Macro F1 on real test: TSTR vs TRTR", _pm(tstr and tstr["macro_f1"]), _pm(cls["trtr"]["macro_f1"])),
+        ("Accuracy on real test: TSTR vs TRTR", _pm(tstr and tstr["accuracy"]), _pm(cls["trtr"]["accuracy"])),
+        ("Share that copies a train flow: synthetic vs test",
          _num(nov.get("synthetic_copy_rate")), _num(nov["test_copy_rate"])),
-        ("Distinct 10-packet vectors (synthetic | test)",
+        ("Distinct 10-packet vectors: synthetic vs test",
          _num(nov["distinct"].get("synthetic")), _num(nov["distinct"]["test"])),
     ]
     for name, pair in metrics["fidelity"]["metrics"].items():
-        title = _FIDELITY_TITLES.get(name, name) + " (vs test: synthetic | train)"
+        title = _FIDELITY_TITLES.get(name, name) + ": synthetic vs train, each to test"
         rows.append((title, _num(pair.get("synthetic_vs_test")), _num(pair["train_vs_test"])))
     return rows
 
