@@ -1,0 +1,275 @@
+"""What token models share: codec, next-token objective, grammar masks and the batched sampler.
+
+A family (transformer, SSM) supplies only a torch module implementing `TokenModel`:
+
+- ``forward(tokens)`` : (B, T) int64 → (B, T, V) logits, causal (training, full sequences);
+- ``init_state(batch, device)`` → an opaque per-batch state (KV cache, recurrent state);
+- ``step(tokens, state)`` : (B,) int64 → ((B, V) logits for the next token, new state).
+
+and a `_build_module(vocab_size, max_length)` method on its `AutoregressiveGenerator` subclass.
+Everything else — fitting the codec, training through `_train.train`, saving, grammar-constrained
+batched sampling with temperature/top-k — is here, so both families behave identically.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netsynth.codecs.tokens import (
+    K_BIN,
+    K_CLASS,
+    K_EOS,
+    K_OFFSET,
+    K_PAD,
+    K_PROTO,
+    K_SIZE,
+    K_TIME,
+    PAD,
+    TokenCodec,
+)
+from netsynth.errors import InputError
+from netsynth.flows import FlowTable, max_payload
+from netsynth.models._train import TrainSettings, seeded_torch
+from netsynth.models._train import train as run_training
+from netsynth.models.base import BaseConfig, Generator, RawFlows
+from netsynth.utils.device import resolve_device
+from netsynth.utils.seeding import derive_seed
+
+
+class TokenModel(Protocol):
+    """The interface `AutoregressiveGenerator` needs from a network."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor: ...
+    def init_state(self, batch: int, device: torch.device | str) -> Any: ...
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenModelConfig(BaseConfig):
+    """Codec, optimisation and sampling settings shared by token models; families add network sizes."""
+
+    # codec
+    min_size_count: int = 3
+    max_exact_sizes: int = 1024
+    size_bin_width: int = 64
+    rare_sizes: Literal["offset", "bin"] = "offset"
+    iat_bins: int = 16
+    # optimisation (see _train.TrainSettings)
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    batch_size: int = 64
+    max_epochs: int = 12
+    max_time: float | None = 360.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema: float | None = None
+    patience: int = 2
+    checkpoint_dir: str | None = None
+    progress: bool = True
+    # sampling
+    temperature: float = 1.0
+    top_k: int | None = None
+    sample_batch: int = 512
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(lr=self.lr, min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay,
+                             batch_size=self.batch_size, max_epochs=self.max_epochs, max_time=self.max_time,
+                             warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema=self.ema,
+                             patience=self.patience, checkpoint_dir=self.checkpoint_dir,
+                             progress=self.progress)
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise InputError("temperature must be > 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError("top_k must be >= 1 (or None)")
+        if self.batch_size < 1 or self.sample_batch < 1 or self.max_epochs < 1:
+            raise InputError("batch_size, sample_batch and max_epochs must be >= 1")
+
+
+def next_token_loss(module: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy of every next token; padding targets are ignored."""
+    (tokens,) = batch
+    logits = module(tokens[:, :-1])
+    target = tokens[:, 1:].masked_fill(tokens[:, 1:] == PAD, -100)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
+
+
+# ---------------------------------------------------------------------------------------------- grammar
+class Grammar:
+    """Logit masks that keep every sampled sequence well-formed for the codec.
+
+    The state of a sequence is the kind of its last token (plus "full" once N packets are out); a table
+    maps each state to the allowed next tokens. Per-flow refinements: the first packet's TIME token
+    must use the exact-zero IAT bin, non-TCP flows only the zero flag byte, and SIZE/BIN tokens must
+    not exceed the flow's `max_payload(ip_version, protocol)`; TCP flows only use flag bytes seen on
+    TCP packets in training (so every flag value is one real TCP stacks produce).
+    """
+
+    FULL = 8  # extra state: last TIME token of the N-th packet
+
+    def __init__(self, codec: TokenCodec, device: torch.device | str,
+                 tcp_flag_values: list[int] | None = None) -> None:
+        kind = torch.as_tensor(codec.kinds(), device=device)
+        self.kind = kind
+        V = len(kind)
+        allowed = torch.zeros(9, V, dtype=torch.bool, device=device)
+        size_start = (kind == K_SIZE) | (kind == K_BIN)
+        allowed[K_PAD] = kind == K_PAD
+        allowed[K_EOS] = kind == K_PAD
+        allowed[K_CLASS] = kind == K_PROTO
+        allowed[K_PROTO] = size_start
+        allowed[K_SIZE] = kind == K_TIME
+        allowed[K_BIN] = (kind == K_OFFSET) if codec.rare_sizes == "offset" else (kind == K_TIME)
+        allowed[K_OFFSET] = kind == K_TIME
+        allowed[K_TIME] = size_start | (kind == K_EOS)
+        allowed[self.FULL] = kind == K_EOS
+        self.allowed = allowed
+        ib, fl = codec.time_token_parts()
+        is_time = kind == K_TIME
+        self.bad_first = is_time & (torch.as_tensor(ib, device=device) != 0)
+        self.bad_udp = is_time & (torch.as_tensor(fl, device=device) != 0)
+        tcp_ok = np.isin(fl, tcp_flag_values if tcp_flag_values is not None else codec.flag_values)
+        self.bad_tcp = is_time & ~torch.as_tensor(tcp_ok, device=device)
+        self.size_floor = torch.as_tensor(codec.token_size_floor(), device=device)
+        self.max_packets = codec.max_packets
+
+    def mask(self, last_kind: torch.Tensor, n_packets: torch.Tensor, is_tcp: torch.Tensor,
+             cap: torch.Tensor) -> torch.Tensor:
+        """(B, V) boolean: True where a token is allowed next."""
+        state = torch.where((last_kind == K_TIME) & (n_packets >= self.max_packets),
+                            torch.full_like(last_kind, self.FULL), last_kind)
+        ok = self.allowed[state]
+        bad = (n_packets == 1)[:, None] & self.bad_first[None, :]
+        bad |= (~is_tcp)[:, None] & self.bad_udp[None, :]
+        bad |= is_tcp[:, None] & self.bad_tcp[None, :]
+        bad |= self.size_floor[None, :] > cap[:, None]
+        ok &= ~bad
+        # never leave a row with nothing allowed (a cap below every size): fall back to the table row
+        empty = ~ok.any(dim=1)
+        if empty.any():
+            ok[empty] = self.allowed[state[empty]]
+        return ok
+
+
+@torch.no_grad()
+def sample_tokens(model: TokenModel, grammar: Grammar, prefix: torch.Tensor, is_tcp: torch.Tensor,
+                  cap: torch.Tensor, *, max_length: int, temperature: float = 1.0, top_k: int | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Generate one batch: `prefix` (B, P) forced tokens (class, protocol), then masked sampling.
+
+    Runs `model.step` once per position with the model's cache/state, so the cost per token is
+    constant. Stops when every sequence has produced EOS or `max_length` is reached.
+    """
+    B, P = prefix.shape
+    device = prefix.device
+    state = model.init_state(B, device)
+    out = torch.full((B, max_length), PAD, dtype=torch.long, device=device)
+    out[:, :P] = prefix
+    logits = None
+    for t in range(P):
+        logits, state = model.step(prefix[:, t], state)
+    last_kind = grammar.kind[prefix[:, -1]]
+    n_packets = torch.zeros(B, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(P, max_length):
+        ok = grammar.mask(last_kind, n_packets, is_tcp, cap)
+        scores = logits.float() / temperature
+        if top_k is not None and top_k < scores.size(-1):
+            scores = scores.masked_fill(~ok, float("-inf"))
+            kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        scores = scores.masked_fill(~ok, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+        out[:, t] = nxt
+        kind = grammar.kind[nxt]
+        n_packets += ((kind == K_SIZE) | (kind == K_BIN)).long()
+        done |= kind == K_EOS
+        last_kind = torch.where(done, torch.full_like(kind, K_EOS), kind)
+        if bool(done.all()):
+            break
+        logits, state = model.step(nxt, state)
+    # a flow cut by max_length gets its EOS implicitly: the decoder counts packets, not EOS
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- generator
+class AutoregressiveGenerator(Generator):
+    """Base of token-sequence families: subclasses provide `_build_module` and a config class."""
+
+    config_class = TokenModelConfig
+
+    @abstractmethod
+    def _build_module(self, vocab_size: int, max_length: int) -> nn.Module:
+        """A fresh network implementing `TokenModel` for this vocabulary and sequence length."""
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, train: FlowTable, valid: FlowTable, rng: np.random.Generator) -> dict[str, Any]:
+        cfg = self.config_
+        device = resolve_device(self.device)
+        codec = TokenCodec.fit(train, min_size_count=cfg.min_size_count, max_exact_sizes=cfg.max_exact_sizes,
+                               bin_width=cfg.size_bin_width, rare_sizes=cfg.rare_sizes, iat_bins=cfg.iat_bins)
+        # the validation split may hold a class/size the codec did not see: keep classes in sync
+        codec.classes = sorted(set(codec.classes) | set(valid.classes))
+        tr_tok, _ = codec.encode(train)
+        va_tok, _ = codec.encode(valid)
+        width = int(max((tr_tok != PAD).sum(axis=1).max(), (va_tok != PAD).sum(axis=1).max()))
+        seed = derive_seed(rng)
+        with seeded_torch(seed):
+            module = self._build_module(codec.vocab_size, codec.max_length)
+            gen = torch.Generator().manual_seed(seed)
+            summary = run_training(module, next_token_loss, [torch.as_tensor(tr_tok[:, :width])],
+                            [torch.as_tensor(va_tok[:, :width])], cfg.train_settings(), device=device,
+                            generator=gen, description=f"{self.name}")
+        self.codec_ = codec
+        self.module_ = module.to(device).eval()
+        self.device_ = device
+        return {**summary, "codec": codec.describe(), "parameters": self.n_parameters()}
+
+    # ------------------------------------------------------------------ sample
+    def _sample_flows(self, labels: np.ndarray, protocol: np.ndarray, ip_version: np.ndarray,
+                      rng: np.random.Generator) -> RawFlows:
+        cfg = self.config_
+        device = self.device_
+        codec = self.codec_
+        grammar = Grammar(codec, device, self.tcp_flag_values_)
+        gen = torch.Generator(device=device).manual_seed(derive_seed(rng))
+        prefix = np.stack([[codec.class_token(c) for c in labels], [codec.proto_token(p) for p in protocol]], 1)
+        cap = np.array([max_payload(v, p) for v, p in zip(ip_version, protocol, strict=True)])
+        parts = []
+        for start in range(0, len(labels), cfg.sample_batch):
+            sl = slice(start, start + cfg.sample_batch)
+            toks = sample_tokens(
+                self.module_, grammar, torch.as_tensor(prefix[sl], device=device),
+                torch.as_tensor(protocol[sl] == 6, device=device), torch.as_tensor(cap[sl], device=device),
+                max_length=codec.max_length, temperature=cfg.temperature, top_k=cfg.top_k, generator=gen)
+            parts.append(toks.cpu().numpy())
+        dec = codec.decode(np.concatenate(parts), rng)
+        return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
+                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {k: v.detach().float().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        return {"codec": self.codec_.to_dict()}, arrays
+
+    def _load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.codec_ = TokenCodec.from_dict(meta["codec"])
+        self.device_ = resolve_device(self.device)
+        with seeded_torch(0):
+            module = self._build_module(self.codec_.vocab_size, self.codec_.max_length)
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        self.module_ = module.to(self.device_).eval()
+
+    def n_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.module_.parameters()))
