@@ -45,7 +45,7 @@ class CaptureInput:
 
 
 def discover(paths: Sequence[str | os.PathLike]) -> list[CaptureInput]:
-    """Expand folders recursively (sorted) into capture files, sniffing magic numbers.
+    """Expand folders recursively (sorted by relative path) into capture files, sniffing magic numbers.
 
     Files found in a folder that are not captures (README, labels.csv, MAC lists) are skipped quietly;
     a file named explicitly is always attempted, so that a wrong file is reported, not ignored.
@@ -56,12 +56,10 @@ def discover(paths: Sequence[str | os.PathLike]) -> list[CaptureInput]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for name in sorted(files):
-                    f = Path(root) / name
-                    if f.is_file() and sniff(f):
-                        out.append(CaptureInput(f, f.relative_to(p).as_posix(), explicit=False))
+            found = [Path(root) / name for root, _dirs, files in os.walk(p) for name in files]
+            for rel, f in sorted((f.relative_to(p).as_posix(), f) for f in found):
+                if f.is_file() and sniff(f):
+                    out.append(CaptureInput(f, rel, explicit=False))
         elif p.exists():
             out.append(CaptureInput(p, p.name, explicit=True))
         else:

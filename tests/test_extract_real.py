@@ -1,0 +1,36 @@
+"""extract() on the real benchmark captures: counts must match TASKS.md (±2 %)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netsynth.extract import extract
+
+IOT_EXPECTED = {
+    "HueSwitch": 3306, "HueBridge": 1881, "D-LinkHomeHub": 421, "WeMoLink": 376, "D-LinkSwitch": 283,
+    "D-LinkWaterSensor": 272, "D-LinkSiren": 267, "D-LinkSensor": 267, "WeMoInsightSwitch": 249,
+    "WeMoSwitch": 184, "D-LinkCam": 182, "EdimaxPlug1101W": 153, "EdimaxPlug2101W": 137,
+    "D-LinkDoorSensor": 111, "EdnetGateway": 86, "D-LinkDayCam": 60,
+}
+NDPI_EXPECTED_TOTAL = 2073
+
+
+def test_iot_type16_class_counts(shared_data: Path) -> None:
+    root = shared_data / "iot-sentinel"
+    res = extract([root], packets=20, min_packets=5, labels=root / "labels.csv")
+    counts = res.summary.flows_per_class
+    assert set(counts) == set(IOT_EXPECTED)
+    for label, want in IOT_EXPECTED.items():
+        assert abs(counts[label] - want) <= 0.02 * want, (label, counts[label], want)
+    assert abs(len(res.table) - 8235) <= 0.02 * 8235
+    assert res.summary.files_failed == {}
+    res.table.validate()
+
+
+def test_ndpi_cat14_total(shared_data: Path) -> None:
+    root = shared_data / "ndpi-tests"
+    res = extract([root / "pcap"], packets=20, min_packets=5, labels=root / "labels.csv")
+    assert len(res.summary.flows_per_class) == 14
+    assert abs(len(res.table) - NDPI_EXPECTED_TOTAL) <= 0.02 * NDPI_EXPECTED_TOTAL
+    assert res.table.capture.tolist() == sorted(res.table.capture.tolist())
+    res.table.validate()
