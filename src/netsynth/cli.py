@@ -93,15 +93,15 @@ def extract(
         labels=labels,
         label_from=label_from,
         strict=strict,
-        progress=not quiet,
+        progress=not quiet and err.is_terminal,
     )
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    if len(result.table) == 0:
-        raise InputError("no flows left after labelling and filtering; nothing written")
-    result.table.write(output)
     if not quiet:
         result.summary.render(err)
+    if len(result.table) == 0:
+        raise InputError("no flows left after labelling and filtering (see the summary); nothing written")
+    result.table.write(output)
     err.print(f"wrote {len(result.table)} flows to {output}")
 
 
@@ -156,7 +156,7 @@ def train(
     model.save(output)
     info = model.info()
     err.print(
-        f"trained {name} ({info.get('n_parameters', 0):,} parameters) on {len(flows)} flows "
+        f"trained {name} ({info.get('parameters', 0):,} parameters) on {len(flows)} flows "
         f"in {time.perf_counter() - start:.1f} s; saved to {output}"
     )
 
