@@ -332,3 +332,11 @@ def test_summary_to_dict_and_render(tmp_path: Path) -> None:
     console = Console(record=True, width=100)
     res.summary.render(console)
     assert "flows kept" in console.export_text()
+
+
+def test_zstd_compressed_and_progress(tmp_path: Path) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    raw = write_pcap(tmp_path / "z.pcap", eth_frames(tcp_conversation())).read_bytes()
+    z = tmp_path / "z.pcap.zst"
+    z.write_bytes(zstandard.ZstdCompressor().compress(raw))
+    assert_conversation(run(z, progress=True).table)

@@ -12,6 +12,12 @@ IOT_EXPECTED = {
     "WeMoSwitch": 184, "D-LinkCam": 182, "EdimaxPlug1101W": 153, "EdimaxPlug2101W": 137,
     "D-LinkDoorSensor": 111, "EdnetGateway": 86, "D-LinkDayCam": 60,
 }
+# Measured 2,089 (+0.8 %). Per class all within 2 % except VPN 181 vs 173 and SocialNetwork 93 vs 89.
+# Three of the extra flows come from decapsulating 6in4 (IP protocol 41) in 6in4tunnel.pcap, which the
+# labels (nDPI's verdicts on the inner flows) do name; the rest sit in captures with long-lived UDP
+# tunnels (ipsec_isakmp_esp, softether) whose 5-tuples the 120 s idle timeout splits into several
+# flows. Every kept flow has >= 5 packets in nDPI's own .out too, so the difference is in how the
+# reference reader split/merged same-tuple flows, which we cannot see; we follow TASKS.md's rule.
 NDPI_EXPECTED_TOTAL = 2073
 
 

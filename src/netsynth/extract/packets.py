@@ -363,7 +363,9 @@ def link_layer(linktype: int, data: bytes) -> tuple[int, int]:
 
 def decode(linktype: int, data: bytes, wirelen: int) -> Decoded | str:
     """Decode one frame into a TCP/UDP packet summary, or return why it was skipped."""
-    etype, off = (_ether(data, 0) if linktype == 1 else link_layer(linktype, data))
+    if linktype == 1 and data[12:14] == b"\x08\x00":  # fast path: untagged Ethernet + IPv4
+        return _ipv4(data, 14, wirelen, 0)
+    etype, off = _ether(data, 0) if linktype == 1 else link_layer(linktype, data)
     if etype == ETH_IP4:
         return _ipv4(data, off, wirelen, 0)
     if etype == ETH_IP6:

@@ -87,8 +87,7 @@ def extract_file(item: CaptureInput, config: B.AssemblyConfig) -> FileResult:
         flows = B.assemble(reader, decode, config, stats)
         warnings = list(reader.warnings)
         packets = reader.packets
-    linktypes = {k for k in stats.packets_skipped if k == "unsupported_linktype"}
-    if linktypes:
+    if stats.packets_skipped.get("unsupported_linktype"):
         warnings.append(_unsupported_message(item.path, stats))
     return FileResult(item.capture, str(item.path), flows, packets, stats, warnings)
 
