@@ -244,6 +244,16 @@ def test_folder_walk_skips_non_captures_quietly(tmp_path: Path) -> None:
     assert res.warnings == []
 
 
+def test_label_from_parent_of_a_file_named_directly(tmp_path: Path) -> None:
+    # Bug fixed: a file given on the command line has no folder in its `capture` name, so every flow
+    # was dropped as unlabelled; its real folder must name it.
+    (tmp_path / "Aria").mkdir()
+    p = write_pcap(tmp_path / "Aria" / "Setup-A-1-STA.pcap", eth_frames(tcp_conversation()))
+    res = extract([p], label_from="parent")
+    assert res.table.label.tolist() == ["Aria"]
+    assert res.table.capture.tolist() == ["Setup-A-1-STA.pcap"]
+
+
 def test_unsupported_link_type_reported_once(tmp_path: Path) -> None:
     p = write_pcap(tmp_path / "u.pcap", eth_frames(tcp_conversation()), link=147)
     res = run([p, write_pcap(tmp_path / "ok.pcap", eth_frames(tcp_conversation()))])

@@ -18,7 +18,7 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from netsynth.errors import InputError
 
@@ -105,10 +105,17 @@ class LabelSource:
         alias = self._alias.get(capture)
         return alias if alias is not None and alias in table else None
 
-    def for_capture(self, capture: str) -> tuple[str | None, dict[tuple, str] | None]:
-        """(capture-level label or None, flow-level labels of this capture or None)."""
+    def for_capture(self, capture: str, path: str | None = None) -> tuple[str | None, dict[tuple, str] | None]:
+        """(capture-level label or None, flow-level labels of this capture or None).
+
+        With `label_from="parent"`, a capture named directly on the command line has no folder in its
+        `capture` name; its real folder (`path`) names it then, as a user pointing at
+        `Aria/Setup-A-1-STA.pcap` expects.
+        """
         if self.label_from == "parent":
             parent = PurePosixPath(capture).parent.name
+            if not parent and path is not None:
+                parent = Path(path).resolve().parent.name
             return (parent or None, None)
         if self.label_from == "stem":
             return (_stem(capture), None)

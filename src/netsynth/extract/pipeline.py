@@ -286,7 +286,7 @@ def merge(
         summary.timestamps_backwards += r.stats.backwards_timestamps
         skipped.update(r.stats.packets_skipped)
         dropped.update(r.stats.flows_dropped)
-        cap_label, flow_labels = source.for_capture(r.capture)
+        cap_label, flow_labels = source.for_capture(r.capture, r.path)
         if cap_label is not None or flow_labels is not None:
             matched.add(r.capture)
         for f in r.flows:
