@@ -92,9 +92,15 @@ class Endpoint:
         self.mac = self.mac or mac_for(self.ip)
 
 
+def _link_local_multicast(ip: bytes) -> bool:
+    """224.0.0.0/24 or ff02::/16: the Local Network Control Block, sent with TTL 255 (mDNS, LLMNR)."""
+    return ip[:3] == b"\xe0\x00\x00" if len(ip) == 4 else ip[:2] == b"\xff\x02"
+
+
 def make_endpoints(client_ip: bytes, client_port: int, server_ip: bytes, server_port: int) -> tuple[Endpoint, Endpoint]:
     """Initiator (direction 0) and responder (direction 1) endpoints with host-like TTLs."""
-    return (Endpoint(client_ip, client_port, CLIENT_TTL), Endpoint(server_ip, server_port, server_ttl(server_ip)))
+    client_ttl = 255 if _link_local_multicast(server_ip) else CLIENT_TTL
+    return (Endpoint(client_ip, client_port, client_ttl), Endpoint(server_ip, server_port, server_ttl(server_ip)))
 
 
 def close_packets(dirs: list[int], flags: list[int]) -> list[tuple[int, int]]:
