@@ -65,10 +65,10 @@ class TokenModelConfig(BaseConfig):
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
-    batch_size: int = 64
+    batch_size: int = 32
     max_epochs: int = 12
     max_time: float | None = 360.0
-    warmup_steps: int = 100
+    warmup_steps: int = 30
     grad_clip: float = 1.0
     ema: float | None = None
     patience: int = 2
@@ -96,8 +96,14 @@ class TokenModelConfig(BaseConfig):
 
 
 def next_token_loss(module: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy of every next token; padding targets are ignored."""
+    """Mean cross-entropy of every next token; padding targets are ignored.
+
+    The batch is trimmed to its longest sequence first: with length bucketing that removes most of
+    the padding, which is most of the compute for short flows.
+    """
     (tokens,) = batch
+    width = int((tokens != PAD).sum(dim=1).max())
+    tokens = tokens[:, :width]
     logits = module(tokens[:, :-1])
     target = tokens[:, 1:].masked_fill(tokens[:, 1:] == PAD, -100)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
@@ -160,6 +166,21 @@ class Grammar:
         return ok
 
 
+def select_state(state: Any, index: torch.Tensor) -> Any:
+    """Keep batch entries `index` of a model state: every tensor is indexed on dim 0, others kept.
+
+    This is the contract for `init_state`/`step` states (KV caches, recurrent states): nested dicts,
+    lists and tuples of tensors whose first dimension is the batch.
+    """
+    if torch.is_tensor(state):
+        return state[index]
+    if isinstance(state, dict):
+        return {k: select_state(v, index) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(select_state(v, index) for v in state)
+    return state
+
+
 @torch.no_grad()
 def sample_tokens(model: TokenModel, grammar: Grammar, prefix: torch.Tensor, is_tcp: torch.Tensor,
                   cap: torch.Tensor, *, max_length: int, temperature: float = 1.0, top_k: int | None = None,
@@ -167,7 +188,8 @@ def sample_tokens(model: TokenModel, grammar: Grammar, prefix: torch.Tensor, is_
     """Generate one batch: `prefix` (B, P) forced tokens (class, protocol), then masked sampling.
 
     Runs `model.step` once per position with the model's cache/state, so the cost per token is
-    constant. Stops when every sequence has produced EOS or `max_length` is reached.
+    constant. Finished sequences are dropped from the batch (`select_state`), so short flows do not
+    pay for long ones. Stops when every sequence has produced EOS or `max_length` is reached.
     """
     B, P = prefix.shape
     device = prefix.device
@@ -179,7 +201,7 @@ def sample_tokens(model: TokenModel, grammar: Grammar, prefix: torch.Tensor, is_
         logits, state = model.step(prefix[:, t], state)
     last_kind = grammar.kind[prefix[:, -1]]
     n_packets = torch.zeros(B, dtype=torch.long, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    rows = torch.arange(B, device=device)  # which output rows the live batch entries are
     for t in range(P, max_length):
         ok = grammar.mask(last_kind, n_packets, is_tcp, cap)
         scores = logits.float() / temperature
@@ -190,14 +212,17 @@ def sample_tokens(model: TokenModel, grammar: Grammar, prefix: torch.Tensor, is_
         scores = scores.masked_fill(~ok, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-        out[:, t] = nxt
+        out[rows, t] = nxt
         kind = grammar.kind[nxt]
         n_packets += ((kind == K_SIZE) | (kind == K_BIN)).long()
-        done |= kind == K_EOS
-        last_kind = torch.where(done, torch.full_like(kind, K_EOS), kind)
+        done = kind == K_EOS
         if bool(done.all()):
             break
+        if bool(done.any()):
+            keep = torch.nonzero(~done).squeeze(1)
+            rows, nxt, kind, n_packets = rows[keep], nxt[keep], kind[keep], n_packets[keep]
+            is_tcp, cap, state = is_tcp[keep], cap[keep], select_state(state, keep)
+        last_kind = kind
         logits, state = model.step(nxt, state)
     # a flow cut by max_length gets its EOS implicitly: the decoder counts packets, not EOS
     return out
@@ -229,8 +254,9 @@ class AutoregressiveGenerator(Generator):
             module = self._build_module(codec.vocab_size, codec.max_length)
             gen = torch.Generator().manual_seed(seed)
             summary = run_training(module, next_token_loss, [torch.as_tensor(tr_tok[:, :width])],
-                            [torch.as_tensor(va_tok[:, :width])], cfg.train_settings(), device=device,
-                            generator=gen, description=f"{self.name}")
+                                   [torch.as_tensor(va_tok[:, :width])], cfg.train_settings(), device=device,
+                                   generator=gen, description=f"{self.name}",
+                                   lengths=torch.as_tensor((tr_tok != PAD).sum(axis=1)))
         self.codec_ = codec
         self.module_ = module.to(device).eval()
         self.device_ = device

@@ -78,9 +78,21 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
+def _batches(n: int, batch_size: int, gen: torch.Generator | None,
+             lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Shuffled index batches; with `lengths`, batches hold items of similar length (less padding).
+
+    Bucketing: a random permutation is stably sorted by length, cut into batches, and the batch order
+    is shuffled again, so every epoch sees different, length-homogeneous batches.
+    """
     order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
-    return list(order.split(batch_size))
+    if lengths is None:
+        return list(order.split(batch_size))
+    order = order[torch.argsort(lengths[order], stable=True)]
+    batches = list(order.split(batch_size))
+    if gen is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches
 
 
 @torch.no_grad()
@@ -164,12 +176,14 @@ def _load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
 
 def train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor],
           valid_data: Sequence[torch.Tensor], settings: TrainSettings, *, device: str,
-          generator: torch.Generator, description: str = "training") -> dict[str, Any]:
+          generator: torch.Generator, description: str = "training",
+          lengths: torch.Tensor | None = None) -> dict[str, Any]:
     """Train `module` in place on tensors `train_data` (same first dimension), keep the best weights.
 
     `loss_fn(module, batch)` returns a scalar loss for one batch (tensors already on `device`).
     Stops at `max_epochs`, after `patience` epochs without validation improvement, or when `max_time`
-    seconds have passed (checked after every step). Returns the training summary.
+    seconds have passed (checked after every step). `lengths` (per training item) turns on length
+    bucketing, for sequence models whose loss trims padding. Returns the training summary.
     """
     module.to(device).train()
     n = len(train_data[0])
@@ -195,7 +209,7 @@ def train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor]
         bar.advance(st["step"])
         while st["epoch"] < settings.max_epochs:
             losses = []
-            for idx in _batches(n, settings.batch_size, generator):
+            for idx in _batches(n, settings.batch_size, generator, lengths):
                 loss = _step(module, loss_fn, opt, ema, [t[idx].to(device) for t in train_data], settings,
                              st["step"], total_steps, device)
                 losses.append(loss)
