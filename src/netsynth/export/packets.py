@@ -27,6 +27,7 @@ MAX_IP_LEN = 65535
 CLOSE_GAP_NS = 1_000_000  # added FIN/ACK packets follow the last packet, 1 ms apart
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV6 = struct.Struct("!IHBB16s16s")
 _TCP = struct.Struct("!HHIIBBHHH")
 _UDP = struct.Struct("!HHHH")
 
@@ -43,40 +44,6 @@ def finish(total: int) -> int:
     never all zero: pseudo-headers and IP headers always hold non-zero words)."""
     total %= 0xFFFF
     return (~(total or 0xFFFF)) & 0xFFFF
-
-
-def ipv4_header(src: bytes, dst: bytes, proto: int, l4_len: int, ip_id: int, ttl: int) -> bytes:
-    """A 20-byte IPv4 header with Don't Fragment set (as Linux sends) and a valid header checksum."""
-    hdr = _IPV4.pack(0x45, 0, 20 + l4_len, ip_id, 0x4000, ttl, proto, 0, src, dst)
-    return hdr[:10] + finish(ones_sum(hdr)).to_bytes(2, "big") + hdr[12:]
-
-
-def ipv6_header(src: bytes, dst: bytes, proto: int, l4_len: int, flow_label: int, hop_limit: int) -> bytes:
-    """A 40-byte IPv6 header (traffic class 0, a per-flow flow label, no extension headers)."""
-    return struct.pack("!IHBB", (6 << 28) | (flow_label & 0xFFFFF), l4_len, proto, hop_limit) + src + dst
-
-
-def pseudo_sum(src: bytes, dst: bytes, proto: int, l4_len: int) -> int:
-    """Sum of the IPv4 or IPv6 pseudo-header that TCP and UDP checksums cover."""
-    if len(src) == 4:
-        return ones_sum(src + dst + struct.pack("!BBH", 0, proto, l4_len))
-    return ones_sum(src + dst + struct.pack("!IxxxB", l4_len, proto))
-
-
-def tcp_segment(sport: int, dport: int, seq: int, ack: int, flags: int, window: int, payload: bytes,
-                psum: int, zero_payload: bool) -> bytes:
-    """A TCP header without options plus payload; `psum` is the pseudo-header sum."""
-    hdr = _TCP.pack(sport, dport, seq, ack, 0x50, flags, window, 0, 0)
-    total = psum + ones_sum(hdr) + (0 if zero_payload else ones_sum(payload))
-    return hdr[:16] + finish(total).to_bytes(2, "big") + hdr[18:] + payload
-
-
-def udp_datagram(sport: int, dport: int, payload: bytes, psum: int, zero_payload: bool) -> bytes:
-    """A UDP header plus payload; a computed checksum of 0 goes on the wire as 0xFFFF (RFC 768)."""
-    length = 8 + len(payload)
-    hdr = _UDP.pack(sport, dport, length, 0)
-    csum = finish(psum + ones_sum(hdr) + (0 if zero_payload else ones_sum(payload))) or 0xFFFF
-    return hdr[:6] + csum.to_bytes(2, "big") + payload
 
 
 @dataclass
@@ -129,12 +96,15 @@ def close_packets(dirs: list[int], flags: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowPackets:
     """The remaining packets of one flow; `emit()` builds the next frame and advances TCP state.
 
     Frames are built when they are written, not when the flow is admitted, so that each host's IPv4 ID
-    increases in the order its packets appear in the file, as it would on the wire.
+    increases in the order its packets appear in the file, as it would on the wire. Everything constant
+    within a flow (Ethernet header, the checksum sums of addresses, ports, protocol and TTL) is summed
+    once per direction in `__post_init__`; per packet only lengths, IDs, seq/ack, flags, window and
+    payload are added, and each header is packed once with its final checksum.
     """
 
     version: int
@@ -148,6 +118,19 @@ class FlowPackets:
     seq: list[int]  # next sequence number per direction, starting at the ISNs
     flow_label: int = 0
     idx: int = 0
+    eth: tuple[bytes, bytes] = (b"", b"")
+    l4_base: tuple[int, int] = (0, 0)
+    ip_base: tuple[int, int] = (0, 0)
+    ip6_word: int = 0
+
+    def __post_init__(self) -> None:
+        a, b = self.ends
+        addr_sum = ones_sum(a.ip + b.ip)  # both directions: the pseudo-header holds both addresses
+        self.eth = tuple(dst.mac + src.mac + ETHERTYPE[self.version] for src, dst in ((a, b), (b, a)))
+        self.l4_base = tuple(addr_sum + self.proto + src.port + dst.port for src, dst in ((a, b), (b, a)))
+        # IPv4 constant words: version/IHL 0x4500, DF 0x4000, TTL/protocol, addresses
+        self.ip_base = tuple(0x4500 + 0x4000 + (src.ttl << 8 | self.proto) + addr_sum for src in (a, b))
+        self.ip6_word = (6 << 28) | (self.flow_label & 0xFFFFF)
 
     @property
     def next_time(self) -> int | None:
@@ -157,29 +140,36 @@ class FlowPackets:
     def emit(self, ip_ids: dict[bytes, int], payload_of: Callable[[int], bytes], zero: bool) -> bytes:
         """The next frame; `payload_of(n)` gives n payload bytes, `zero` says they are all zero."""
         k = self.idx
-        self.idx += 1
+        self.idx = k + 1
         d = self.dirs[k]
         src, dst = self.ends[d], self.ends[1 - d]
         plen = self.lens[k]
         payload = payload_of(plen)
-        l4_len = L4_HEADER[self.proto] + plen
-        psum = pseudo_sum(src.ip, dst.ip, self.proto, l4_len)
+        total = self.l4_base[d] + (0 if zero else ones_sum(payload))
         if self.proto == 6:
+            l4_len = 20 + plen
             f = self.flags[k]
             seq = self.seq[d]
             ack = self.seq[1 - d] if f & ACK else 0
             self.seq[d] = (seq + plen + (1 if f & SYN else 0) + (1 if f & FIN else 0)) & 0xFFFFFFFF
-            l4 = tcp_segment(src.port, dst.port, seq, ack, f, self.windows[k] or DEFAULT_WINDOW, payload, psum, zero)
+            win = self.windows[k] or DEFAULT_WINDOW
+            total += l4_len + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF) + (0x5000 | f) + win
+            l4 = _TCP.pack(src.port, dst.port, seq, ack, 0x50, f, win, finish(total), 0)
         else:
-            l4 = udp_datagram(src.port, dst.port, payload, psum, zero)
+            l4_len = 8 + plen
+            # a computed UDP checksum of 0 goes on the wire as 0xFFFF (RFC 768)
+            l4 = _UDP.pack(src.port, dst.port, l4_len, finish(total + 2 * l4_len) or 0xFFFF)
         if self.version == 4:
             ip_id = ip_ids.get(src.ip)
-            ip_id = first_ip_id(src.ip) if ip_id is None else ip_id
+            if ip_id is None:
+                ip_id = first_ip_id(src.ip)
             ip_ids[src.ip] = (ip_id + 1) & 0xFFFF
-            ip = ipv4_header(src.ip, dst.ip, self.proto, l4_len, ip_id, src.ttl)
+            length = 20 + l4_len
+            csum = finish(self.ip_base[d] + length + ip_id)
+            ip = _IPV4.pack(0x45, 0, length, ip_id, 0x4000, src.ttl, self.proto, csum, src.ip, dst.ip)
         else:
-            ip = ipv6_header(src.ip, dst.ip, self.proto, l4_len, self.flow_label, src.ttl)
-        return dst.mac + src.mac + ETHERTYPE[self.version] + ip + l4
+            ip = _IPV6.pack(self.ip6_word, l4_len, self.proto, src.ttl, src.ip, dst.ip)
+        return b"".join((self.eth[d], ip, l4, payload))
 
 
 _ZERO_CACHE: dict[int, bytes] = {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from netsynth.export.packets import CLOSE_GAP_NS, FlowPackets, close_packets, ma
 from netsynth.export.writers import PcapngWriter, PcapWriter
 from netsynth.flows import FlowTable
 from netsynth.utils.io import atomic_path
+
+BATCH = 4096  # flows prepared together: NumPy work per batch, bounded memory
 
 
 def export_pcap(table_or_path: FlowTable | str | os.PathLike, out_path: str | os.PathLike,
@@ -126,53 +128,94 @@ class _Plan:
             start[missing] = start_epoch(self.opts.start_time) + np.cumsum(gaps)
         return np.round(start * 1e6).astype(np.int64) * 1000
 
-    def skip_reason(self, i: int) -> str | None:
-        """Why flow i cannot be written as TCP/UDP over IPv4/IPv6, or None."""
-        proto, version = int(self.table.protocol[i]), int(self.table.ip_version[i])
-        if proto not in (6, 17):
-            return f"protocol {proto}"
-        if version not in (4, 6):
-            return f"ip_version {version}"
-        return None
+    def admitted(self, summary: ExportSummary) -> Iterator[tuple[int, FlowPackets | str]]:
+        """(start ns, flow or skip reason) in start-time order, prepared one batch of rows at a time."""
+        for b in range(0, len(self.order), BATCH):
+            rows = self.order[b:b + BATCH]
+            yield from zip(self.start_ns[rows].tolist(), self._prepare(rows, summary), strict=True)
 
-    def flow(self, i: int, summary: ExportSummary) -> FlowPackets:
-        """The packets of flow i, with close_tcp additions counted in `summary`."""
+    def _prepare(self, rows: np.ndarray, summary: ExportSummary) -> list[FlowPackets | str]:
+        """The packets of a batch of flows: NumPy slicing per batch, then plain lists per flow."""
         t = self.table
-        version, proto, n = int(t.ip_version[i]), int(t.protocol[i]), int(t.n_packets[i])
-        cpool, spool = self.pools[(version, False)], self.pools[(version, True)]
-        client_ip = E.table_address(t.src_ip[i], version, cpool) or cpool.packed(self.client_off[i])
-        server_ip = E.table_address(t.dst_ip[i], version, spool) or spool.packed(self.server_off[i])
-        cport = int(t.src_port[i]) if t.src_port[i] >= 0 else int(self.client_port[i])
-        sport = int(t.dst_port[i]) if t.dst_port[i] >= 0 else int(self.server_port[i])
-        iat_ns = np.round(t.iat[i, :n].astype(np.float64) * 1e9).astype(np.int64)
-        times = (int(self.start_ns[i]) + np.cumsum(iat_ns)).tolist()
-        dirs = t.direction[i, :n].astype(int).tolist()
-        flags = t.tcp_flags[i, :n].astype(int).tolist() if proto == 6 else [0] * n
-        windows = t.tcp_window[i, :n].astype(int).tolist()
-        lens = t.payload_len[i, :n].astype(int).tolist()
+        iat_ns = np.round(t.iat[rows].astype(np.float64) * 1e9).astype(np.int64)
+        times = (np.cumsum(iat_ns, axis=1) + self.start_ns[rows, None]).tolist()
+        cols = {name: getattr(t, name)[rows].tolist() for name in (
+            "n_packets", "ip_version", "protocol", "direction", "tcp_flags", "tcp_window", "payload_len",
+            "src_ip", "dst_ip", "src_port", "dst_port")}
+        draws = {name: getattr(self, name)[rows].tolist() for name in (
+            "isn", "client_port", "server_port", "client_off", "server_off", "flow_label")}
+        out: list[FlowPackets | str] = []
+        for j in range(len(rows)):
+            version, proto = cols["ip_version"][j], cols["protocol"][j]
+            if proto not in (6, 17):
+                out.append(f"protocol {proto}")
+                continue
+            if version not in (4, 6):
+                out.append(f"ip_version {version}")
+                continue
+            n = cols["n_packets"][j]
+            cpool, spool = self.pools[(version, False)], self.pools[(version, True)]
+            client_ip = E.table_address(cols["src_ip"][j], version, cpool) or cpool.packed(draws["client_off"][j])
+            server_ip = E.table_address(cols["dst_ip"][j], version, spool) or spool.packed(draws["server_off"][j])
+            cport = cols["src_port"][j] if cols["src_port"][j] >= 0 else draws["client_port"][j]
+            sport = cols["dst_port"][j] if cols["dst_port"][j] >= 0 else draws["server_port"][j]
+            flow = FlowPackets(version=version, proto=proto, ends=make_endpoints(client_ip, cport, server_ip, sport),
+                               times=times[j][:n], dirs=cols["direction"][j][:n],
+                               lens=self._clip(cols["payload_len"][j][:n], version, proto, summary),
+                               flags=cols["tcp_flags"][j][:n] if proto == 6 else [0] * n,
+                               windows=cols["tcp_window"][j][:n], seq=draws["isn"][j],
+                               flow_label=draws["flow_label"][j])
+            if proto == 6 and self.opts.close_tcp:
+                summary.added_packets += _append_close(flow)
+            out.append(flow)
+        return out
+
+    @staticmethod
+    def _clip(lens: list[int], version: int, proto: int, summary: ExportSummary) -> list[int]:
+        """Payload lengths the IP length field can carry (real tables may hold GRO super-packets)."""
         cap = max_payload(version, proto)
-        if max(lens) > cap:
-            summary.clipped_packets += sum(x > cap for x in lens)
-            lens = [min(x, cap) for x in lens]
-        if proto == 6 and self.opts.close_tcp:
-            for d, f in close_packets(dirs, flags):
-                times.append(times[-1] + CLOSE_GAP_NS)
-                dirs.append(d)
-                flags.append(f)
-                windows.append(0)
-                lens.append(0)
-                summary.added_packets += 1
-        return FlowPackets(version=version, proto=proto, ends=make_endpoints(client_ip, cport, server_ip, sport),
-                           times=times, dirs=dirs, lens=lens, flags=flags, windows=windows,
-                           seq=[int(x) for x in self.isn[i]], flow_label=int(self.flow_label[i]))
+        if max(lens) <= cap:
+            return lens
+        summary.clipped_packets += sum(x > cap for x in lens)
+        return [min(x, cap) for x in lens]
+
+
+def _append_close(flow: FlowPackets) -> int:
+    """Append the FIN/ACK exchange a TCP flow lacks (1 ms apart after its last packet); returns how many."""
+    added = close_packets(flow.dirs, flow.flags)
+    for d, f in added:
+        flow.times.append(flow.times[-1] + CLOSE_GAP_NS)
+        flow.dirs.append(d)
+        flow.flags.append(f)
+        flow.windows.append(0)
+        flow.lens.append(0)
+    return len(added)
 
 
 def _payload_source(opts: ExportOptions) -> Callable[[int], bytes]:
     """n payload bytes: zeros, or bytes from a seeded generator separate from the endpoint draws."""
     if opts.payload == "zeros":
         return zeros
-    rng = np.random.default_rng([opts.seed, 1])
-    return rng.bytes
+    return _RandomPayload(np.random.default_rng([opts.seed, 1]))
+
+
+class _RandomPayload:
+    """Seeded random payload bytes, cut from 1 MiB blocks: `Generator.bytes` costs microseconds per
+    call, which per packet would dominate the export."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.buf = b""
+        self.pos = 0
+
+    def __call__(self, n: int) -> bytes:
+        if self.pos + n > len(self.buf):
+            self.buf, self.pos = self.rng.bytes(max(self.BLOCK, n)), 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
 
 
 def _merge(plan: _Plan, writer: PcapWriter | PcapngWriter, summary: ExportSummary, opts: ExportOptions) -> None:
@@ -180,19 +223,19 @@ def _merge(plan: _Plan, writer: PcapWriter | PcapngWriter, summary: ExportSummar
     payload_of, zero = _payload_source(opts), opts.payload == "zeros"
     ip_ids: dict[bytes, int] = {}
     heap: list[tuple[int, int, FlowPackets]] = []
-    order, starts = plan.order, plan.start_ns
-    i, n = 0, len(order)
-    while i < n or heap:
-        if i < n and (not heap or starts[order[i]] <= heap[0][0]):
-            row = int(order[i])
-            i += 1
-            reason = plan.skip_reason(row)
-            if reason:
-                summary.skipped[reason] = summary.skipped.get(reason, 0) + 1
+    source = plan.admitted(summary)
+    pending = next(source, None)
+    admitted = 0
+    while pending is not None or heap:
+        if pending is not None and (not heap or pending[0] <= heap[0][0]):
+            flow = pending[1]
+            pending = next(source, None)
+            if isinstance(flow, str):
+                summary.skipped[flow] = summary.skipped.get(flow, 0) + 1
                 continue
-            flow = plan.flow(row, summary)
+            admitted += 1
             summary.flows += 1
-            heapq.heappush(heap, (flow.times[0], i, flow))
+            heapq.heappush(heap, (flow.times[0], admitted, flow))
             continue
         ts, seq, flow = heapq.heappop(heap)
         frame = flow.emit(ip_ids, payload_of, zero)
