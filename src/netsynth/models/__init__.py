@@ -4,7 +4,7 @@ A new family is one new file here plus one import line below; it then appears in
 `available_generators()`, the CLI and the contract test suite.
 """
 
-from netsynth.models import baselines, gpt, ssm  # noqa: F401  (imports register the families)
+from netsynth.models import baselines, diffusion, gpt, ssm  # noqa: F401  (imports register the families)
 from netsynth.models.base import (
     BaseConfig,
     Generator,

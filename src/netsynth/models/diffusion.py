@@ -1,0 +1,312 @@
+"""A class-conditioned denoising diffusion model over the flow as a (packets × channels) grid.
+
+Why diffusion next to the token models: it generates all packets of a flow at once (no left-to-right
+order, so the last packets can shape the first), and its cost is set by the number of DDIM steps, not
+by the flow length.
+
+- Data: `codecs.grid.GridCodec` turns a flow into an (N, 12) array in [-1, 1] (size, direction, IAT,
+  mask, 8 flag bits) and decodes any array soundly (signs, first negative mask, nearest seen flags
+  and, optionally, sizes).
+- Denoiser: a small transformer over the N packet positions (bidirectional attention; N ≤ ~30 makes
+  a U-Net's down-sampling pointless) with a sinusoidal timestep embedding, a class embedding with a
+  learned null class, and a protocol embedding, all summed into one conditioning vector that every
+  block adds to its input.
+- Training: DDPM ε-prediction with the cosine schedule (Nichol & Dhariwal), label dropout
+  `p_uncond` to the null class so one network is both conditional and unconditional.
+- Sampling: deterministic DDIM (η = 0) over `sample_steps` steps with x0 clipped to [-1, 1], and
+  classifier-free guidance ε = ε_null + cond_scale (ε_class − ε_null) when cond_scale != 1. The
+  weights used are the EMA weights (the shared training loop keeps the best EMA state).
+
+Default size (d_model 192, n_layer 4, n_head 4, mlp_hidden 512): 1,673,868 parameters plus 192 per
+class and protocol embedding row (`info()["parameters"]` reports the exact count of a fitted model).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netsynth.codecs.grid import N_CHANNELS, GridCodec
+from netsynth.errors import InputError
+from netsynth.flows import FlowTable
+from netsynth.models._train import TrainSettings, seeded_torch
+from netsynth.models._train import train as run_training
+from netsynth.models.base import BaseConfig, Generator, RawFlows
+from netsynth.utils.device import resolve_device
+from netsynth.utils.seeding import derive_seed
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffusionConfig(BaseConfig):
+    """Denoiser sizes, diffusion and sampling settings, optimisation (see `_train.TrainSettings`)."""
+
+    # denoiser
+    d_model: int = 192
+    n_layer: int = 4
+    n_head: int = 4
+    mlp_hidden: int = 512
+    dropout: float = 0.0
+    # diffusion
+    timesteps: int = 1000
+    p_uncond: float = 0.1
+    sample_steps: int = 50
+    cond_scale: float = 1.0
+    snap_sizes: bool = True
+    # optimisation
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    batch_size: int = 128
+    max_epochs: int = 400
+    max_time: float | None = 360.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema: float | None = 0.995
+    patience: int = 15
+    checkpoint_dir: str | None = None
+    progress: bool = True
+    # sampling
+    sample_batch: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_head:
+            raise InputError("d_model must be divisible by n_head")
+        if not 1 <= self.sample_steps <= self.timesteps:
+            raise InputError("sample_steps must be in [1, timesteps]")
+        if not 0 <= self.p_uncond < 1:
+            raise InputError("p_uncond must be in [0, 1)")
+        if self.batch_size < 1 or self.sample_batch < 1 or self.max_epochs < 1:
+            raise InputError("batch_size, sample_batch and max_epochs must be >= 1")
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(lr=self.lr, min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay,
+                             batch_size=self.batch_size, max_epochs=self.max_epochs, max_time=self.max_time,
+                             warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema=self.ema,
+                             patience=self.patience, checkpoint_dir=self.checkpoint_dir,
+                             progress=self.progress)
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+
+
+def cosine_alpha_bar(timesteps: int, s: float = 0.008) -> torch.Tensor:
+    """ᾱ_t for t = 0..T-1 from the cosine schedule, with β_t clipped to 0.999 (Nichol & Dhariwal)."""
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, dim=0).float()
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(ᾱ_t) x0 + sqrt(1 − ᾱ_t) ε: the forward process in closed form."""
+    ab = alpha_bar[t].view(-1, *([1] * (x0.dim() - 1)))
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+# ---------------------------------------------------------------------------------------------- denoiser
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (B,) -> (B, dim), as in the Transformer/DDPM."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    ang = t.float()[:, None] * freqs[None]
+    emb = torch.cat([ang.cos(), ang.sin()], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+class Block(nn.Module):
+    """Conditioning added to the input, then pre-LN bidirectional self-attention and a GELU MLP."""
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        super().__init__()
+        self.cond = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_head, dropout=cfg.dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.mlp_hidden), nn.GELU(),
+                                 nn.Linear(cfg.mlp_hidden, cfg.d_model), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        x = x + self.cond(c)[:, None, :]
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class Denoiser(nn.Module):
+    """ε̂(x_t, t, class, protocol): (B, N, C) -> (B, N, C). Class index `n_classes` is the null class."""
+
+    def __init__(self, cfg: DiffusionConfig, n_classes: int, n_protocols: int, max_packets: int) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.d_model, self.null_class = d, n_classes
+        self.inp = nn.Linear(N_CHANNELS, d)
+        self.pos = nn.Parameter(torch.randn(max_packets, d) * 0.02)
+        self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.label = nn.Embedding(n_classes + 1, d)
+        self.proto = nn.Embedding(n_protocols, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, N_CHANNELS)
+        nn.init.zeros_(self.out.weight)  # start by predicting ε = 0: a calm first few hundred steps
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, proto: torch.Tensor) -> torch.Tensor:
+        c = F.silu(self.time(timestep_embedding(t, self.d_model)) + self.label(y) + self.proto(proto))
+        h = self.inp(x) + self.pos[None, : x.shape[1]]
+        for block in self.blocks:
+            h = block(h, c)
+        return self.out(self.norm(h))
+
+
+class GaussianDiffusion(nn.Module):
+    """The denoiser plus its noise schedule (a buffer, so it moves with the module)."""
+
+    def __init__(self, cfg: DiffusionConfig, n_classes: int, n_protocols: int, max_packets: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.denoiser = Denoiser(cfg, n_classes, n_protocols, max_packets)
+        self.register_buffer("alpha_bar", cosine_alpha_bar(cfg.timesteps), persistent=False)
+
+    @property
+    def null_class(self) -> int:
+        return self.denoiser.null_class
+
+    def loss(self, x0: torch.Tensor, y: torch.Tensor, proto: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """ε-prediction MSE at a uniform random timestep, labels dropped to null with p_uncond."""
+        B = x0.shape[0]
+        t = torch.randint(0, self.cfg.timesteps, (B,), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        drop = torch.rand(B, device=x0.device, generator=generator) < self.cfg.p_uncond
+        y = torch.where(drop, torch.full_like(y, self.null_class), y)
+        pred = self.denoiser(q_sample(x0, t, noise, self.alpha_bar), t, y, proto)
+        return F.mse_loss(pred.float(), noise)
+
+    def guided_eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, proto: torch.Tensor,
+                   cond_scale: float) -> torch.Tensor:
+        """Classifier-free guidance; one batched pass over (class, null) when cond_scale != 1."""
+        if cond_scale == 1.0:
+            return self.denoiser(x, t, y, proto).float()
+        null = torch.full_like(y, self.null_class)
+        both = self.denoiser(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
+                             torch.cat([proto, proto])).float()
+        eps_c, eps_u = both.chunk(2)
+        return eps_u + cond_scale * (eps_c - eps_u)
+
+    @torch.no_grad()
+    def ddim_sample(self, y: torch.Tensor, proto: torch.Tensor, shape: tuple[int, int], *, steps: int,
+                    cond_scale: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Deterministic DDIM (η = 0) from pure noise to x0 in [-1, 1], shape (B, *shape)."""
+        device = self.alpha_bar.device
+        x = torch.randn((len(y), *shape), generator=generator, device="cpu").to(device)
+        ts = torch.linspace(self.cfg.timesteps - 1, 0, steps, device=device).round().long()
+        for i, t in enumerate(ts):
+            ab = self.alpha_bar[t]
+            ab_prev = self.alpha_bar[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=device)
+            eps = self.guided_eps(x, t.expand(len(y)), y, proto, cond_scale)
+            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+        return x.clamp(-1, 1)
+
+
+# ---------------------------------------------------------------------------------------------- generator
+
+
+def diffusion_loss(module: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+    """`_train` loss hook. Validation (eval mode) uses fixed noise so epochs compare like with like."""
+    x0, y, proto = batch
+    gen = None
+    if not module.training:
+        gen = torch.Generator(device=x0.device).manual_seed(0)
+    return module.loss(x0, y, proto, generator=gen)
+
+
+class DiffusionGenerator(Generator):
+    """Class-conditioned flow generator: DDPM-trained transformer denoiser over `GridCodec` grids."""
+
+    name = "diffusion"
+    config_class = DiffusionConfig
+
+    @classmethod
+    def tiny_config(cls) -> DiffusionConfig:
+        return DiffusionConfig(d_model=16, n_layer=1, n_head=2, mlp_hidden=32, timesteps=100, sample_steps=5,
+                               max_epochs=2, max_time=None, batch_size=32, warmup_steps=2, progress=False,
+                               sample_batch=64, ema=0.9)
+
+    # ------------------------------------------------------------------ helpers
+    def _protocol_index(self, protocol: np.ndarray) -> np.ndarray:
+        """Index into the protocol embedding; unseen protocols share the last ('other') row."""
+        lookup = {p: i for i, p in enumerate(self.protocols_)}
+        return np.array([lookup.get(int(p), len(self.protocols_)) for p in protocol], np.int64)
+
+    def _class_index(self, labels: np.ndarray) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.codec_.classes)}
+        return np.array([lookup[str(c)] for c in labels], np.int64)
+
+    def _build_module(self) -> GaussianDiffusion:
+        return GaussianDiffusion(self.config_, len(self.codec_.classes), len(self.protocols_) + 1,
+                                 self.codec_.max_packets)
+
+    def _tensors(self, flows: FlowTable) -> list[torch.Tensor]:
+        return [torch.as_tensor(self.codec_.encode(flows)), torch.as_tensor(self._class_index(flows.label)),
+                torch.as_tensor(self._protocol_index(flows.protocol))]
+
+    # ------------------------------------------------------------------ fit / sample
+    def _fit(self, train: FlowTable, valid: FlowTable, rng: np.random.Generator) -> dict[str, Any]:
+        cfg = self.config_
+        device = resolve_device(self.device)
+        self.codec_ = GridCodec.fit(train)
+        self.codec_.classes = sorted(set(self.codec_.classes) | set(valid.classes))
+        self.protocols_ = sorted({int(p) for p in train.protocol})
+        seed = derive_seed(rng)
+        with seeded_torch(seed):
+            module = self._build_module()
+            summary = run_training(module, diffusion_loss, self._tensors(train), self._tensors(valid),
+                                   cfg.train_settings(), device=device,
+                                   generator=torch.Generator().manual_seed(seed), description=self.name)
+        self.module_ = module.to(device).eval()
+        self.device_ = device
+        return {**summary, "parameters": self.n_parameters()}
+
+    def _sample_flows(self, labels: np.ndarray, protocol: np.ndarray, ip_version: np.ndarray,
+                      rng: np.random.Generator) -> RawFlows:
+        cfg = self.config_
+        gen = torch.Generator().manual_seed(derive_seed(rng))
+        y_all = torch.as_tensor(self._class_index(labels), device=self.device_)
+        p_all = torch.as_tensor(self._protocol_index(protocol), device=self.device_)
+        parts = []
+        for start in range(0, len(labels), cfg.sample_batch):
+            sl = slice(start, start + cfg.sample_batch)
+            x = self.module_.ddim_sample(y_all[sl], p_all[sl], (self.codec_.max_packets, N_CHANNELS),
+                                         steps=cfg.sample_steps, cond_scale=cfg.cond_scale, generator=gen)
+            parts.append(x.float().cpu().numpy())
+        dec = self.codec_.decode(np.concatenate(parts), labels, snap_sizes=cfg.snap_sizes)
+        self.last_clipped_ = dec["clipped"]
+        return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
+                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {k: v.detach().float().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        return {"codec": self.codec_.to_dict(), "protocols": self.protocols_}, arrays
+
+    def _load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.codec_ = GridCodec.from_dict(meta["codec"])
+        self.protocols_ = [int(p) for p in meta["protocols"]]
+        self.device_ = resolve_device(self.device)
+        with seeded_torch(0):
+            module = self._build_module()
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        self.module_ = module.to(self.device_).eval()
+
+    def n_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.module_.parameters()))
