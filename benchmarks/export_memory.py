@@ -7,12 +7,20 @@ draws) while the capture grows far beyond it. Run:
     .venv/bin/python benchmarks/export_memory.py --flows 200000
 
 It prints the table's own array memory, the traced peak during export (tracemalloc, which also sees
-NumPy allocations), the output size and the throughput. tracemalloc slows Python down about twofold.
+NumPy allocations), the output size and the throughput. tracemalloc slows the export several-fold.
+
+Measured (shared 2-core machine): 200,000 flows, 2,199,827 packets, 1,395 MiB pcap; flow table arrays
+46 MiB; peak traced memory during export 49.6 MiB (3.6 % of the file); process peak RSS 247 MiB;
+569 s under tracemalloc (3.9 k packets/s; ~55 k packets/s without it). The peak is O(flows) —
+per-flow draws (ISNs, ports, pool offsets, start times, ~80 B/flow) and the per-host IP-ID map — plus
+one batch of 4,096 prepared flows and the active flows in the heap; it does not grow with packets or
+payload bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 import tracemalloc
@@ -71,6 +79,8 @@ def main() -> None:
     print(f"flow table arrays {table_bytes(table) / mib:,.1f} MiB (already in memory before export)")
     print(f"peak traced memory during export {(peak - base) / mib:,.1f} MiB "
           f"({(peak - base) / size:.1%} of the file)")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process peak RSS {rss:,.0f} MiB (interpreter, NumPy, the table and the export together)")
     print(f"{seconds:,.1f} s under tracemalloc, {summary.packets / seconds:,.0f} packets/s")
 
 
