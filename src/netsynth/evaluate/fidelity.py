@@ -187,3 +187,169 @@ def fidelity_metrics(a: FlowTable, b: FlowTable, *, packets: int | None = None) 
     k = packets if packets is not None else common_packets(a, b)
     a, b = a.truncate(k), b.truncate(k)
     return {name: fn(a, b) for name, (fn, _) in METRICS.items()}
+
+
+# ---------------------------------------------------------------------------------------------- extended
+# The benchmark's fuller suite (issue 5). Kept separate from `METRICS` so `evaluate()` and its tests keep
+# their exact outputs; `extended_metrics` is what `bench` reports.
+#: Packets the temporal statistics (n-grams, bursts, autocorrelation, positions) look at.
+TEMPORAL_PACKETS = 10
+AUTOCORR_LAGS = (1, 2, 3, 4, 5)
+BURST_CAP = 10
+
+
+def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sample Kolmogorov–Smirnov statistic sup|F_x − F_y| in [0, 1]; NaN if a side is empty."""
+    from scipy.stats import ks_2samp
+
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if x.size == 0 or y.size == 0:
+        return float("nan")
+    return float(ks_2samp(x, y).statistic)
+
+
+def wasserstein1(x: np.ndarray, y: np.ndarray) -> float:
+    """Wasserstein-1 between two 1-D samples (NaN if a side is empty)."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if x.size == 0 or y.size == 0:
+        return float("nan")
+    return float(wasserstein_distance(x, y))
+
+
+def log_iat(table: FlowTable, direction: int | None = None) -> np.ndarray:
+    """log10(IAT + 1 µs) of kept non-first packets: W1/KS on raw seconds would be ruled by a few long gaps."""
+    return np.log10(_kept(table, "iat", direction, start=1).astype(np.float64) + 1e-6)
+
+
+def position_payload_jsd(a: FlowTable, b: FlowTable, packets: int = TEMPORAL_PACKETS) -> list[float]:
+    """Per packet position 0..packets-1: JSD of payload-size histograms of flows that have that packet.
+
+    NaN at positions no flow of either side reaches."""
+    k = min(packets, a.max_packets, b.max_packets)
+    out = []
+    for pos in range(k):
+        ha = np.bincount(np.minimum(a.payload_len[a.mask[:, pos], pos].astype(np.int64), PAYLOAD_MAX_EXACT + 1),
+                         minlength=PAYLOAD_MAX_EXACT + 2)
+        hb = np.bincount(np.minimum(b.payload_len[b.mask[:, pos], pos].astype(np.int64), PAYLOAD_MAX_EXACT + 1),
+                         minlength=PAYLOAD_MAX_EXACT + 2)
+        # a position neither side reaches says nothing (NaN, left out of means); one side only = maximal
+        out.append(float("nan") if ha.sum() == 0 and hb.sum() == 0 else histogram_jsd(ha, hb))
+    return out
+
+
+def position_direction_gap(a: FlowTable, b: FlowTable, packets: int = TEMPORAL_PACKETS) -> list[float]:
+    """Per position: |P_a(direction = 1) − P_b(direction = 1)| among flows that have that packet."""
+    k = min(packets, a.max_packets, b.max_packets)
+    out = []
+    for pos in range(k):
+        pa = a.direction[a.mask[:, pos], pos].astype(np.float64)
+        pb = b.direction[b.mask[:, pos], pos].astype(np.float64)
+        out.append(float(abs(pa.mean() - pb.mean())) if pa.size and pb.size else float("nan"))
+    return out
+
+
+def flag_histogram(table: FlowTable) -> np.ndarray:
+    """Counts of kept TCP packets per raw flag byte (256 bins); UDP packets carry no flags."""
+    sel = table.mask & (table.protocol == 6)[:, None]
+    return np.bincount(table.tcp_flags[sel].astype(np.int64), minlength=256)
+
+
+def direction_share(table: FlowTable) -> float:
+    """Share of kept packets sent by the responder (direction 1)."""
+    d = table.direction[table.mask]
+    return float(d.mean()) if d.size else float("nan")
+
+
+def payload_autocorr(table: FlowTable, lags: tuple[int, ...] = AUTOCORR_LAGS,
+                     packets: int = TEMPORAL_PACKETS) -> np.ndarray:
+    """Pearson correlation of payload_len[t] with payload_len[t + lag] over kept pairs, per lag.
+
+    Pooled over flows (one flow has too few packets for its own estimate); NaN where undefined.
+    """
+    k = min(packets, table.max_packets)
+    x = table.payload_len[:, :k].astype(np.float64)
+    m = table.mask[:, :k]
+    out = []
+    for lag in lags:
+        if lag >= k:
+            out.append(float("nan"))
+            continue
+        sel = m[:, :-lag] & m[:, lag:]
+        u, v = x[:, :-lag][sel], x[:, lag:][sel]
+        ok = u.size > 1 and u.std() > 0 and v.std() > 0
+        out.append(float(np.corrcoef(u, v)[0, 1]) if ok else float("nan"))
+    return np.array(out)
+
+
+def burst_lengths(table: FlowTable, packets: int = TEMPORAL_PACKETS, cap: int = BURST_CAP) -> np.ndarray:
+    """Counts of burst lengths (runs of consecutive packets in one direction), capped at `cap`.
+
+    Bursts are counted inside each flow's first min(n_packets, `packets`) packets; bins 0..cap (0 empty).
+    """
+    k = min(packets, table.max_packets)
+    counts = np.zeros(cap + 1, dtype=np.int64)
+    if len(table) == 0 or k == 0:
+        return counts
+    d = table.direction[:, :k].astype(np.int64)
+    length = np.minimum(table.n_packets.astype(np.int64), k)
+    # a run ends at position t when t is the last kept packet or the direction changes after t
+    change = np.zeros_like(d, dtype=bool)
+    change[:, :-1] = d[:, 1:] != d[:, :-1]
+    last = np.arange(k)[None, :] == (length - 1)[:, None]
+    ends = (change | last) & (np.arange(k)[None, :] < length[:, None])
+    for row_ends in ends:
+        pos = np.flatnonzero(row_ends)
+        runs = np.diff(np.concatenate([[-1], pos]))
+        counts += np.bincount(np.minimum(runs, cap), minlength=cap + 1)
+    return counts
+
+
+def extended_metrics(a: FlowTable, b: FlowTable, *, packets: int | None = None) -> dict[str, float]:
+    """The benchmark's static + temporal fidelity suite between `a` and `b` (0 = identical for every key).
+
+    Keys are stable names used by results.json and the report (see EXTENDED_DEFINITIONS).
+    """
+    k = packets if packets is not None else common_packets(a, b)
+    a, b = a.truncate(k), b.truncate(k)
+    out: dict[str, float] = {}
+    for d in (0, 1):
+        xa, xb = _kept(a, "payload_len", d), _kept(b, "payload_len", d)
+        out[f"payload_jsd_dir{d}"] = payload_len_jsd(a, b, d)
+        out[f"payload_w1_dir{d}"] = wasserstein1(xa, xb)
+        out[f"payload_ks_dir{d}"] = ks_statistic(xa, xb)
+        ia, ib = log_iat(a, d), log_iat(b, d)
+        out[f"iat_jsd_dir{d}"] = iat_jsd(a, b, d)
+        out[f"iat_w1_log10_dir{d}"] = wasserstein1(ia, ib)
+        out[f"iat_ks_dir{d}"] = ks_statistic(ia, ib)
+    out["position_payload_jsd_mean"] = float(np.nanmean(position_payload_jsd(a, b)))
+    out["position_direction_gap_mean"] = float(np.nanmean(position_direction_gap(a, b)))
+    out["flag_jsd"] = histogram_jsd(flag_histogram(a), flag_histogram(b))
+    out["direction_share_gap"] = abs(direction_share(a) - direction_share(b))
+    for n in (2, 3, 4):
+        out[f"direction_{n}gram_jsd"] = direction_ngram_jsd(a, b, n)
+    gap = np.abs(payload_autocorr(a) - payload_autocorr(b))
+    out["payload_autocorr_gap"] = float(np.nanmean(gap)) if np.isfinite(gap).any() else float("nan")
+    out["burst_jsd"] = histogram_jsd(burst_lengths(a), burst_lengths(b))
+    out["flow_len_jsd"] = flow_length_jsd(a, b)
+    return out
+
+
+EXTENDED_DEFINITIONS: dict[str, str] = {
+    "payload_jsd_dir{d}": "JSD (base 2) of exact payload sizes (0..1500, >1500), direction d.",
+    "payload_w1_dir{d}": "Wasserstein-1 (bytes) of payload sizes, direction d.",
+    "payload_ks_dir{d}": "KS statistic of payload sizes, direction d.",
+    "iat_jsd_dir{d}": "JSD of log-binned IAT (first packet excluded), direction d.",
+    "iat_w1_log10_dir{d}": "Wasserstein-1 of log10(IAT + 1 µs), direction d (decades).",
+    "iat_ks_dir{d}": "KS statistic of log10(IAT + 1 µs), direction d.",
+    "position_payload_jsd_mean": "Mean over positions 1..10 of the per-position payload-size JSD.",
+    "position_direction_gap_mean": "Mean over positions 1..10 of |P(direction=1)| difference.",
+    "flag_jsd": "JSD of raw TCP flag bytes over kept TCP packets.",
+    "direction_share_gap": "|difference| in the share of responder→initiator packets.",
+    "direction_{n}gram_jsd": "JSD of direction n-grams inside the first 10 packets (n = 2, 3, 4).",
+    "payload_autocorr_gap": "Mean over lags 1..5 of |difference| of pooled payload-length autocorrelation.",
+    "burst_jsd": "JSD of burst lengths (same-direction runs, capped at 10) in the first 10 packets.",
+    "flow_len_jsd": "JSD of kept flow length, capped at 10.",
+}
+#: Which extended keys are "temporal" (the issue's second goal compares deep models on these).
+TEMPORAL_KEYS = ("direction_2gram_jsd", "direction_3gram_jsd", "direction_4gram_jsd", "payload_autocorr_gap",
+                 "burst_jsd", "iat_jsd_dir0", "iat_jsd_dir1", "flow_len_jsd")

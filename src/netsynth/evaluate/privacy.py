@@ -63,3 +63,47 @@ def novelty(
         train_keys = set(row_keys(x_train))
         out["synthetic_distinct_new"] = len(set(row_keys(x_syn)) - train_keys)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- DCR, MIA
+def closest_distance(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Euclidean distance from every row of `x` to its nearest row of `reference` (0 = exact copy)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(x) == 0 or len(reference) == 0:
+        return np.full(len(x), np.nan)
+    nn = NearestNeighbors(n_neighbors=1).fit(reference)
+    return nn.kneighbors(x)[0][:, 0]
+
+
+def dcr_ratio(train: np.ndarray, test: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+    """Distance to closest training record: synthetic's mean against real test's mean (a ratio).
+
+    Ratio < 1: synthetic flows sit closer to training flows than fresh real traffic does (memorisation);
+    ≈ 1: no closer than real data; > 1: farther (novel, or off-distribution — read next to fidelity).
+    Means, not medians: with this repetitive traffic both medians are often exactly 0.
+    """
+    d_syn, d_test = closest_distance(synthetic, train), closest_distance(test, train)
+    mean_syn, mean_test = float(np.mean(d_syn)), float(np.mean(d_test))
+    return {"dcr_synthetic_mean": mean_syn, "dcr_test_mean": mean_test,
+            "dcr_ratio": mean_syn / mean_test if mean_test > 0 else float("nan")}
+
+
+def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
+    """ROC AUC of 'higher score = member' (0.5 = the attacker learns nothing)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    s = np.r_[member_scores, nonmember_scores]
+    if len(set(y)) < 2 or not np.all(np.isfinite(s)):
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
+def distance_attack_scores(candidates: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """Black-box membership score: minus the distance to the closest synthetic flow.
+
+    A generator that memorised a training flow emits it (or something very near), so members sit closer
+    to the synthetic sample than non-members do.
+    """
+    return -closest_distance(candidates, synthetic)
