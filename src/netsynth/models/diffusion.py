@@ -17,8 +17,9 @@ by the flow length.
   classifier-free guidance ε = ε_null + cond_scale (ε_class − ε_null) when cond_scale != 1. The
   weights used are the EMA weights (the shared training loop keeps the best EMA state).
 
-Default size (d_model 192, n_layer 4, n_head 4, mlp_hidden 512): 1,673,868 parameters plus 192 per
-class and protocol embedding row (`info()["parameters"]` reports the exact count of a fitted model).
+Default size (d_model 192, n_layer 4, n_head 4, mlp_hidden 512, N = 20): 1,616,972 parameters with one
+label row (the null class) and one protocol row, plus 192 per class and per further protocol row —
+1,620,428 for iot-type16 (16 classes; TCP, UDP, other). `info()["parameters"]` is exact.
 """
 
 from __future__ import annotations
@@ -291,8 +292,9 @@ class DiffusionGenerator(Generator):
             parts.append(x.float().cpu().numpy())
         dec = self.codec_.decode(np.concatenate(parts), labels, snap_sizes=cfg.snap_sizes)
         self.last_clipped_ = dec["clipped"]
+        flags = np.where((protocol == 6)[:, None], dec["tcp_flags"], 0)  # no flags on UDP, by construction
         return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
-                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
+                        iat=dec["iat"], tcp_flags=flags)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

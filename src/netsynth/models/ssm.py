@@ -29,9 +29,10 @@ Three ways to run the same recurrence live here, tested to agree:
 The model plugs into `_autoregressive.py` exactly like the transformer: same codec, objective, grammar
 masks and batched sampler; only the sequence mixer differs.
 
-Default size (d_model 192, n_layer 6, d_state 32, expand 2, headdim 48, d_conv 4, tied embeddings):
-1,422,624 parameters in the blocks and final norm plus vocab_size × 192 for the embedding
-(`info()["parameters"]` reports the exact count of a fitted model).
+Default size (d_model 256, n_layer 4, d_state 32, expand 2, headdim 64 → 8 heads, d_conv 4, chunk 32,
+tied embeddings): 1,661,536 parameters in the blocks and final norm (415,320 per layer) plus
+vocab_size × 256 for the embedding (`info()["parameters"]` reports the exact count of a fitted model).
+Chosen over 6 × 192 because per-layer element-wise work, not matrix products, bounds CPU speed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""Numerics of the diffusion family: forward process, DDIM sampler, classifier-free guidance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from netsynth.codecs.grid import N_CHANNELS
+from netsynth.models.diffusion import (
+    DiffusionConfig,
+    DiffusionGenerator,
+    GaussianDiffusion,
+    cosine_alpha_bar,
+    q_sample,
+)
+from test_contract import tiny_flows
+
+CFG = DiffusionConfig(d_model=16, n_layer=1, n_head=2, mlp_hidden=32, timesteps=100, sample_steps=8)
+
+
+@pytest.fixture(scope="module")
+def model():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        m = GaussianDiffusion(CFG, n_classes=3, n_protocols=3, max_packets=6).eval()
+        for p in m.parameters():  # the output layer starts at zero; make the network non-trivial
+            p.data.add_(torch.randn_like(p) * 0.1)
+    return m
+
+
+def test_cosine_schedule_is_monotone_in_unit_interval():
+    ab = cosine_alpha_bar(1000)
+    assert ab.shape == (1000,)
+    assert 0.99 < float(ab[0]) <= 1 and 0 < float(ab[-1]) < 1e-3
+    assert torch.all(ab[1:] < ab[:-1])
+
+
+def test_q_sample_closed_form():
+    g = torch.Generator().manual_seed(0)
+    ab = cosine_alpha_bar(100)
+    x0 = torch.randn(5, 6, N_CHANNELS, generator=g)
+    eps = torch.randn(5, 6, N_CHANNELS, generator=g)
+    t = torch.tensor([0, 10, 50, 90, 99])
+    got = q_sample(x0, t, eps, ab)
+    for i, ti in enumerate(t):
+        want = ab[ti].sqrt() * x0[i] + (1 - ab[ti]).sqrt() * eps[i]
+        torch.testing.assert_close(got[i], want)
+
+
+def test_ddim_shapes_range_and_determinism(model):
+    y = torch.tensor([0, 1, 2, 0])
+    proto = torch.tensor([0, 1, 0, 2])
+    a = model.ddim_sample(y, proto, (6, N_CHANNELS), steps=8, generator=torch.Generator().manual_seed(1))
+    b = model.ddim_sample(y, proto, (6, N_CHANNELS), steps=8, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (4, 6, N_CHANNELS)
+    assert torch.isfinite(a).all() and a.min() >= -1 and a.max() <= 1
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cfg_uses_null_class_only_when_guided(model, monkeypatch):
+    seen = []
+    real = model.denoiser.forward
+
+    def spy(x, t, y, proto):
+        seen.append(y.clone())
+        return real(x, t, y, proto)
+
+    monkeypatch.setattr(model.denoiser, "forward", spy)
+    y, proto = torch.tensor([0, 2]), torch.tensor([0, 1])
+    x = torch.zeros(2, 6, N_CHANNELS)
+    t = torch.tensor([50, 50])
+    plain = model.guided_eps(x, t, y, proto, 1.0)
+    assert len(seen) == 1 and not (seen[0] == model.null_class).any()
+    seen.clear()
+    guided = model.guided_eps(x, t, y, proto, 3.0)
+    assert len(seen) == 1 and (seen[0] == model.null_class).sum() == 2  # one batched (class, null) pass
+    null = real(x, t, torch.full_like(y, model.null_class), proto)
+    torch.testing.assert_close(guided, null + 3.0 * (plain - null), rtol=1e-5, atol=1e-5)
+
+
+def test_label_dropout_reaches_null_class(model, monkeypatch):
+    seen = []
+    real = model.denoiser.forward
+    monkeypatch.setattr(model.denoiser, "forward", lambda x, t, y, p: (seen.append(y), real(x, t, y, p))[1])
+    x0 = torch.zeros(400, 6, N_CHANNELS)
+    model.loss(x0, torch.zeros(400, dtype=torch.long), torch.zeros(400, dtype=torch.long),
+               generator=torch.Generator().manual_seed(0))
+    share = float((seen[0] == model.null_class).float().mean())
+    assert 0.05 < share < 0.15  # p_uncond = 0.1
+
+
+def test_guidance_changes_the_ddim_output(model):
+    y, proto = torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1])
+    a, b = (model.ddim_sample(y, proto, (6, N_CHANNELS), steps=8, cond_scale=s,
+                              generator=torch.Generator().manual_seed(0)) for s in (1.0, 3.0))
+    assert not torch.allclose(a, b)
+
+
+def test_cond_scale_and_snap_options_stay_valid():
+    flows = tiny_flows(n_per_class=20, width=6, seed=1)
+    cfg = DiffusionGenerator.tiny_config()
+    gen = DiffusionGenerator(cfg, device="cpu", random_state=0).fit(flows)
+    a = gen.sample(30, random_state=3)
+    gen.config = cfg.replace(cond_scale=3.0)
+    b = gen.sample(30, random_state=3)
+    gen.config = cfg.replace(snap_sizes=False)
+    c = gen.sample(30, random_state=3)
+    for table in (a, b, c):
+        table.validate()
+    labels = a.label.astype(str)
+    for cl in np.unique(labels):  # snapped sizes come from the class's training sizes
+        assert set(np.unique(a.payload_len[labels == cl])) <= set(gen.codec_.sizes_by_class[cl]) | {0}
+
+
+def test_default_parameter_count():
+    """Documented default size: N = 20, one label row (the null class), one protocol row."""
+    m = GaussianDiffusion(DiffusionConfig(), n_classes=0, n_protocols=1, max_packets=20)
+    assert sum(p.numel() for p in m.parameters()) == 1_616_972
