@@ -41,7 +41,7 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for label, sizes in CLASS_SIZES.items():
         (root / label).mkdir()
         for session in range(5):
-            pkts = [p for i in range(6) for p in conversation(1000.0 + 300 * i, 40000 + i, sizes)]
+            pkts = [p for i in range(6) for p in conversation(1000.0 + 300 * i, 40000 + 10 * session + i, sizes)]
             write_pcap(root / label / f"s{session}.pcap", eth_frames(pkts))
             rows.append(f"{label}/s{session}.pcap,{label}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
@@ -131,3 +131,21 @@ def test_one_bad_file_among_several_is_skipped(captures: Path, tmp_path: Path) -
     assert r.exit_code == 0, r.output
     assert "bad.pcap" in r.output and "skipped" in r.output
     assert FlowTable.read(out).class_counts() == {"web": 6}
+
+
+def test_export_pcap_and_inspect(captures: Path, tmp_path: Path) -> None:
+    flows = tmp_path / "flows.parquet"
+    invoke("extract", captures / "web", "--label-from", "parent", "-o", flows, "-q")
+    pcap = tmp_path / "out.pcapng"
+    r = invoke("export-pcap", flows, "-o", pcap, "--format", "pcapng", "--server-port", "8443", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    back = tmp_path / "back.parquet"
+    r = invoke("extract", pcap, "--label-from", "stem", "-o", back, "-q")
+    assert r.exit_code == 0, r.output
+    a, b = FlowTable.read(flows), FlowTable.read(back)
+    assert sorted(map(tuple, a.payload_len.tolist())) == sorted(map(tuple, b.payload_len.tolist()))
+    assert set(b.dst_port.tolist()) == {443}  # the table's own endpoints win over --server-port
+    r = invoke("inspect", back)
+    assert r.exit_code == 0 and "30" in r.output
+    r = invoke("export-pcap", flows, "-o", tmp_path / "x.pcap", "--payload", "real")
+    assert r.exit_code == 2 and "--payload" in r.output and not (tmp_path / "x.pcap").exists()

@@ -232,6 +232,73 @@ def evaluate(
     err.print(f"wrote {output / 'metrics.json'} and {output / 'report.md'}")
 
 
+# --------------------------------------------------------------------------- export-pcap / inspect
+@app.command("export-pcap")
+@_handles_errors
+def export_pcap(
+    table: Annotated[Path, typer.Argument(help="flow table (Parquet) to turn into packets")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="capture to write")],
+    fmt: Annotated[str, typer.Option("--format", help="pcap or pcapng")] = "pcap",
+    clients: Annotated[str | None, typer.Option("--clients", help="IPv4 client pool (CIDR)")] = None,
+    servers: Annotated[str | None, typer.Option("--servers", help="IPv4 server pool (CIDR)")] = None,
+    clients6: Annotated[str | None, typer.Option("--clients6", help="IPv6 client pool")] = None,
+    servers6: Annotated[str | None, typer.Option("--servers6", help="IPv6 server pool")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="model folder: server ports per class")] = None,
+    server_port: Annotated[
+        list[str] | None, typer.Option("--server-port", help="PORT for all classes, or CLASS=PORT (repeatable)")
+    ] = None,
+    flows_per_second: Annotated[
+        float | None, typer.Option("--flows-per-second", help="start-time layout when the table has none")
+    ] = None,
+    start_time: Annotated[str | None, typer.Option("--start-time", help="ISO time of the first flow")] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="zeros or random (never real data)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    close_tcp: Annotated[bool, typer.Option("--close-tcp", help="append FIN/ACK to open TCP flows")] = False,
+) -> None:
+    """Write a flow table as a replayable pcap/pcapng (valid checksums, consistent TCP state)."""
+    from netsynth.export import export_pcap as run_export
+
+    ports: int | dict[str, int] | None = None
+    if server_port:
+        try:
+            if len(server_port) == 1 and "=" not in server_port[0]:
+                ports = int(server_port[0])
+            else:
+                ports = {k: int(v) for k, v in _parse_pairs(server_port, "--server-port").items()}
+        except ValueError:
+            raise InputError(f"--server-port expects PORT or CLASS=PORT, got {server_port}") from None
+    summary = run_export(
+        table,
+        output,
+        format=fmt,
+        clients=clients,
+        servers=servers,
+        clients6=clients6,
+        servers6=servers6,
+        model=model,
+        server_ports=ports,
+        flows_per_second=flows_per_second,
+        start_time=start_time,
+        payload=payload,
+        seed=seed,
+        close_tcp=close_tcp or None,
+    )
+    info = summary.to_dict()
+    skipped = info.get("skipped") or {}
+    extra = f"; skipped {skipped}" if skipped else ""
+    added = f" ({info['added_packets']} added by --close-tcp)" if info.get("added_packets") else ""
+    err.print(f"wrote {info['flows']} flows, {info['packets']} packets{added} to {output}{extra}")
+
+
+@app.command()
+@_handles_errors
+def inspect(path: Annotated[Path, typer.Argument(help="flow table (Parquet) or capture (pcap/pcapng)")]) -> None:
+    """Summarise a flow table or a capture: flows per class, sizes, IATs, schema and producer."""
+    from netsynth.inspect import inspect_path, render_inspection
+
+    render_inspection(inspect_path(path), out)
+
+
 # --------------------------------------------------------------------------- models / info
 @app.command("models")
 @_handles_errors

@@ -153,7 +153,10 @@ def _capture_flows(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- render
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
+    """Numbers for people: integers with separators, others to 6 digits; a missing value as '-'."""
+    if value is None:
+        return "-"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:.6g}"
