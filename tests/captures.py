@@ -31,6 +31,7 @@ class Pkt:
     window: int = 1000
     tcp_options: int = 0  # bytes of TCP options (multiple of 4)
     ip_options: int = 0  # bytes of IPv4 options (multiple of 4)
+    seq: int = 1  # TCP sequence number
 
 
 def _split(endpoint: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
@@ -45,7 +46,7 @@ def ip_packet(p: Pkt) -> bytes:
     body = b"\x00" * p.payload
     if p.proto == "tcp":
         doff = (20 + p.tcp_options) // 4
-        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, doff << 4, p.flags, p.window, 0, 0)
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, p.seq, 1, doff << 4, p.flags, p.window, 0, 0)
         l4 += b"\x01" * p.tcp_options + body
         proto = 6
     else:
@@ -159,3 +160,50 @@ def tcp_conversation(t0: float = 1000.0, client: str = "10.0.0.1:40000", server:
         Pkt(t0 + 0.050, server, client, 1448, flags=ACK, window=509),
         Pkt(t0 + 0.051, client, server, 0, flags=FIN | ACK, window=502),
     ]
+
+
+def ipv4_fragments(p: Pkt, sizes: Sequence[int], ipid: int = 7) -> list[bytes]:
+    """Split `p`'s IPv4 payload (transport header + payload) into fragments of `sizes` bytes (multiples
+    of 8 except the last, which takes the rest)."""
+    whole = ip_packet(p)
+    ihl = (whole[0] & 15) * 4
+    hdr, body = whole[:ihl], whole[ihl:]
+    out, off = [], 0
+    for i, size in enumerate([*sizes, len(body) - sum(sizes)]):
+        part = body[off : off + size]
+        more = 0x2000 if i < len(sizes) else 0
+        h = bytearray(hdr)
+        h[2:4] = struct.pack("!H", ihl + len(part))
+        h[4:6] = struct.pack("!H", ipid)
+        h[6:8] = struct.pack("!H", more | (off // 8))
+        out.append(bytes(h) + part)
+        off += size
+    return out
+
+
+def ipv6_fragments(p: Pkt, sizes: Sequence[int], ident: int = 9) -> list[bytes]:
+    """IPv6 fragments of `p` (fragment header after the fixed header), as `ipv4_fragments`."""
+    whole = ip_packet(p)
+    proto, body = whole[6], whole[40:]
+    out, off = [], 0
+    for i, size in enumerate([*sizes, len(body) - sum(sizes)]):
+        part = body[off : off + size]
+        more = 1 if i < len(sizes) else 0
+        fh = struct.pack("!BBHI", proto, 0, off | more, ident)
+        out.append(struct.pack("!IHBB", 6 << 28, 8 + len(part), 44, 64) + whole[8:40] + fh + part)
+        off += size
+    return out
+
+
+def icmp_packet(src: str, dst: str, icmp_type: int, ident: int, payload: int) -> bytes:
+    """IPv4 ICMP message (echo request 8 / reply 0 carry `ident`) with `payload` bytes after the header."""
+    sip, dip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    body = struct.pack("!BBHHH", icmp_type, 0, 0, ident, 1) + b"\x00" * payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, 1, 0, sip.packed, dip.packed) + body
+
+
+def esp_packet(src: str, dst: str, spi: int, payload: int) -> bytes:
+    """IPv4 ESP packet: SPI, sequence number, then `payload` opaque bytes."""
+    sip, dip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    body = struct.pack("!II", spi, 1) + b"\x00" * payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, 50, 0, sip.packed, dip.packed) + body

@@ -4,6 +4,6 @@
 readers and decoders, `biflows` for flow semantics and `labels` for the labels CSV format.
 """
 
-from netsynth.extract.pipeline import ExtractResult, ExtractSummary, extract, extract_file
+from netsynth.extract.pipeline import ExtractResult, ExtractSummary, extract, extract_file, extract_to_parquet
 
-__all__ = ["ExtractResult", "ExtractSummary", "extract", "extract_file"]
+__all__ = ["ExtractResult", "ExtractSummary", "extract", "extract_file", "extract_to_parquet"]

@@ -24,7 +24,7 @@ from netsynth.errors import InputError
 
 _PROTOCOLS = {"tcp": 6, "udp": 17}
 _FLOW_COLUMNS = ("protocol", "ip_a", "port_a", "ip_b", "port_b")
-LABEL_FROM = ("parent", "stem")
+LABEL_FROM = ("parent", "stem", "ndpi")
 
 Endpoint = tuple[bytes, int]
 
@@ -119,6 +119,8 @@ class LabelSource:
             return (parent or None, None)
         if self.label_from == "stem":
             return (_stem(capture), None)
+        if self.label_from == "ndpi":  # labels come per flow from nDPI (see extract.ndpi)
+            return (None, None)
         name = self._lookup_name(capture, self.by_capture)
         fname = self._lookup_name(capture, self.by_flow)
         return (self.by_capture[name] if name else None, self.by_flow[fname] if fname else None)

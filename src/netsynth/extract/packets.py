@@ -19,7 +19,7 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -278,8 +278,13 @@ def _parse_idb(body: bytes, bo: str) -> tuple[int, float, float, int]:
 
 
 # -------------------------------------------------------------------------------------------- decoding
-# Decoded packet: (ip_version, protocol, src, sport, dst, dport, payload_len, tcp_flags, tcp_window).
-Decoded = tuple[int, int, bytes, int, bytes, int, int, int, int]
+# Decoded packet: (ip_version, protocol, src, sport, dst, dport, payload_len, tcp_flags, tcp_window,
+# tcp_seq, frag) where `frag` is None, or for the first fragment of a fragmented datagram the key
+# (ip_version, src, dst, ip_protocol, ip_id) its later fragments carry. A later fragment decodes to the
+# 3-tuple `("frag", key, length)`: the assembler attributes it to the datagram's flow (as if reassembled)
+# instead of counting it as a new, port-less flow.
+Decoded = tuple[int, int, bytes, int, bytes, int, int, int, int, int, tuple | None]
+FragKey = tuple[int, bytes, bytes, int, int]
 
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
@@ -293,6 +298,38 @@ _PPP_IP = {0x0021: ETH_IP4, 0x0057: ETH_IP6}
 _IP6_EXT = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options: (len+1)*8 bytes
 _NULL_FAMILY = {2: ETH_IP4, 24: ETH_IP6, 28: ETH_IP6, 30: ETH_IP6, 10: ETH_IP6}
 SUPPORTED_LINKTYPES = frozenset({0, 1, 9, 12, 14, 101, 104, 108, 113, 228, 229, 276})
+
+# Protocols other than TCP/UDP that `protocols=` can keep as flows, by name (IANA numbers also work).
+PROTOCOL_NAMES = {"icmp": 1, "igmp": 2, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "sctp": 132}
+_SKIP_NAME = {v: k for k, v in PROTOCOL_NAMES.items()}
+_ICMP_ECHO = {1: frozenset({0, 8}), 58: frozenset({128, 129})}
+NO_PROTOCOLS: frozenset[int] = frozenset()
+
+
+def parse_protocols(spec: str | Iterable[str | int] | None) -> frozenset[int]:
+    """`"icmp,esp,132"` → IANA numbers to keep as flows; `icmp` means ICMP and ICMPv6 (users mean both)."""
+    if spec is None:
+        return NO_PROTOCOLS
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: set[int] = set()
+    for raw in items:
+        item = str(raw).strip().lower()
+        if not item:
+            continue
+        if item.isdigit() and 0 <= int(item) <= 255:
+            out.add(int(item))
+        elif item in PROTOCOL_NAMES:
+            out.add(PROTOCOL_NAMES[item])
+            if item == "icmp":
+                out.add(58)
+        else:
+            names = ", ".join(PROTOCOL_NAMES)
+            raise InputError(f"unknown protocol {raw!r} for protocols (use {names} or an IANA number)")
+    if out & {6, 17}:
+        raise InputError("protocols lists the extra protocols to keep; TCP and UDP are always kept")
+    if out & {4, 41}:
+        raise InputError("protocols 4 and 41 are IP-in-IP tunnels: their inner packets are already the flows")
+    return frozenset(out)
 
 
 def _ether(data: bytes, off: int) -> tuple[int, int]:
@@ -361,15 +398,18 @@ def link_layer(linktype: int, data: bytes) -> tuple[int, int]:
     return (-3, 0)
 
 
-def decode(linktype: int, data: bytes, wirelen: int) -> Decoded | str:
-    """Decode one frame into a TCP/UDP packet summary, or return why it was skipped."""
+def decode(linktype: int, data: bytes, wirelen: int, keep: frozenset[int] = NO_PROTOCOLS) -> Decoded | tuple | str:
+    """Decode one frame into a packet summary (see `Decoded`), or return why it was skipped.
+
+    `keep` names the IANA protocols besides TCP/UDP to turn into flows (`parse_protocols`).
+    """
     if linktype == 1 and data[12:14] == b"\x08\x00":  # fast path: untagged Ethernet + IPv4
-        return _ipv4(data, 14, wirelen, 0)
+        return _ipv4(data, 14, wirelen, 0, keep)
     etype, off = _ether(data, 0) if linktype == 1 else link_layer(linktype, data)
     if etype == ETH_IP4:
-        return _ipv4(data, off, wirelen, 0)
+        return _ipv4(data, off, wirelen, 0, keep)
     if etype == ETH_IP6:
-        return _ipv6(data, off, wirelen, 0)
+        return _ipv6(data, off, wirelen, 0, keep)
     if etype == -1:
         return "truncated_link"
     if etype == -3:
@@ -377,10 +417,10 @@ def decode(linktype: int, data: bytes, wirelen: int) -> Decoded | str:
     return "non_ip"
 
 
-def _ipv4(data: bytes, off: int, wirelen: int, depth: int) -> Decoded | str:
+def _ipv4(data: bytes, off: int, wirelen: int, depth: int, keep: frozenset[int]) -> Decoded | tuple | str:
     if len(data) < off + 20:
         return "truncated_ip"
-    vihl, _tos, total, _id, frag, _ttl, proto = _IP4(data, off)
+    vihl, _tos, total, ipid, frag, _ttl, proto = _IP4(data, off)
     if vihl >> 4 != 4:
         return "bad_ip_version"
     ihl = (vihl & 15) * 4
@@ -390,16 +430,19 @@ def _ipv4(data: bytes, off: int, wirelen: int, depth: int) -> Decoded | str:
         total = wirelen - off
     if total < ihl:
         return "bad_ip_length"
-    if frag & 0x1FFF:
-        return "ip_fragment"
-    if len(data) < off + ihl:
-        return "truncated_ip"
     src = data[off + 12 : off + 16]
     dst = data[off + 16 : off + 20]
-    return _transport(data, off + ihl, total - ihl, proto, 4, src, dst, wirelen, depth, bool(frag & 0x2000))
+    fkey = None
+    if frag & 0x3FFF:  # a fragment: offset != 0 is a later one, MF with offset 0 the first
+        fkey = (4, src, dst, proto, ipid)
+        if frag & 0x1FFF:
+            return ("frag", fkey, total - ihl)
+    if len(data) < off + ihl:
+        return "truncated_ip"
+    return _transport(data, off + ihl, total - ihl, proto, 4, src, dst, wirelen, depth, fkey, keep)
 
 
-def _ipv6(data: bytes, off: int, wirelen: int, depth: int) -> Decoded | str:
+def _ipv6(data: bytes, off: int, wirelen: int, depth: int, keep: frozenset[int]) -> Decoded | tuple | str:
     if len(data) < off + 40:
         return "truncated_ip"
     if data[off] >> 4 != 6:
@@ -412,15 +455,17 @@ def _ipv6(data: bytes, off: int, wirelen: int, depth: int) -> Decoded | str:
     dst = data[off + 24 : off + 40]
     pos = off + 40
     end = pos + plen
-    more = False
+    fkey = None
     while nxt in _IP6_EXT or nxt == 44 or nxt == 51:
         if len(data) < pos + 8:
             return "truncated_ip"
-        if nxt == 44:  # fragment header
+        if nxt == 44:  # fragment header: next header, reserved, offset|M, identification
             fo = _U16(data, pos + 2)[0]
+            fkey = (6, src, dst, data[pos], _U32(data, pos + 4)[0])
             if fo & 0xFFF8:
-                return "ip_fragment"
-            more = bool(fo & 1)
+                return ("frag", fkey, end - pos - 8) if end >= pos + 8 else "bad_ip_length"
+            if not fo & 1:
+                fkey = None  # an atomic fragment (offset 0, no more): a whole datagram
             size = 8
         elif nxt == 51:  # authentication header: (len + 2) * 4
             size = (data[pos + 1] + 2) * 4
@@ -430,36 +475,62 @@ def _ipv6(data: bytes, off: int, wirelen: int, depth: int) -> Decoded | str:
         pos += size
         if pos > end:
             return "bad_ip_length"
-    return _transport(data, pos, end - pos, nxt, 6, src, dst, wirelen, depth, more)
+    return _transport(data, pos, end - pos, nxt, 6, src, dst, wirelen, depth, fkey, keep)
 
 
 def _transport(
     data: bytes, off: int, length: int, proto: int, ver: int, src: bytes, dst: bytes,
-    wirelen: int, depth: int, first_fragment: bool,
-) -> Decoded | str:
-    """TCP/UDP header at `off`; `length` is the L4 length the IP header declares."""
+    wirelen: int, depth: int, fkey: FragKey | None, keep: frozenset[int],
+) -> Decoded | tuple | str:
+    """Transport header at `off`; `length` is the L4 length the IP header declares.
+
+    `fkey` is set for the first fragment of a datagram, whose UDP length may exceed this fragment.
+    """
     if proto == 6:
         if len(data) < off + 16:  # flags and window are within the first 16 bytes
             return "truncated_l4"
-        sport, dport, _seq, _ack, doff, flags, window = _TCP(data, off)
+        sport, dport, seq, _ack, doff, flags, window = _TCP(data, off)
         hl = (doff >> 4) * 4
         if hl < 20:
             return "bad_tcp_offset"
         if hl > length:
             return "bad_tcp_length"
-        return (ver, 6, src, sport, dst, dport, length - hl, flags, window)
+        return (ver, 6, src, sport, dst, dport, length - hl, flags, window, seq, fkey)
     if proto == 17:
         if len(data) < off + 8:
             return "truncated_l4"
         sport, dport, ulen = _UDP(data, off)
-        if ulen < 8 or (ulen > length and not first_fragment):
+        if ulen < 8 or (ulen > length and fkey is None):
             if ulen == 0 and length >= 8:  # UDP over IPv6 jumbograms; use the IP length
                 ulen = length
             else:
                 return "bad_udp_length"
-        return (ver, 17, src, sport, dst, dport, ulen - 8, 0, 0)
-    if proto in (4, 41) and depth < 2:  # IP-in-IP / 6in4 tunnels: the inner packet is the flow
-        return _ipv4(data, off, wirelen, depth + 1) if proto == 4 else _ipv6(data, off, wirelen, depth + 1)
-    if proto in (1, 58):
-        return "icmp"
-    return "other_transport"
+        return (ver, 17, src, sport, dst, dport, ulen - 8, 0, 0, 0, fkey)
+    if proto in (4, 41) and depth < 2 and fkey is None:  # IP-in-IP / 6in4: the inner packet is the flow
+        if proto == 4:
+            return _ipv4(data, off, wirelen, depth + 1, keep)
+        return _ipv6(data, off, wirelen, depth + 1, keep)
+    if proto in keep:
+        return _other(data, off, length, proto, ver, src, dst, fkey)
+    return _SKIP_NAME.get(proto, "other_transport")
+
+
+def _other(
+    data: bytes, off: int, length: int, proto: int, ver: int, src: bytes, dst: bytes, fkey: FragKey | None
+) -> Decoded | str:
+    """A kept non-TCP/UDP packet. The flow key's "ports" are ICMP echo identifiers (so each ping is
+    its own flow), the ESP SPI (one flow per security association), or 0 (addresses + protocol); the
+    table shows ports 0 for all of them. Payload = bytes after the ICMP (8), ESP (8) or SCTP (12)
+    common header; the whole IP payload for the rest.
+    """
+    hdr = 8 if proto in (1, 58, 50) else 12 if proto == 132 else 0
+    if length < hdr:
+        return "bad_l4_length"
+    if len(data) < off + hdr:
+        return "truncated_l4"
+    ident = 0
+    if proto in _ICMP_ECHO and data[off] in _ICMP_ECHO[proto]:
+        ident = _U16(data, off + 4)[0]
+    elif proto == 50:
+        ident = _U32(data, off)[0]
+    return (ver, proto, src, ident, dst, ident, length - hdr, 0, 0, 0, fkey)
