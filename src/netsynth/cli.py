@@ -73,25 +73,57 @@ def extract(
     packets: Annotated[int, typer.Option("--packets", min=1, max=1000, help="packets kept per flow (N)")] = 20,
     min_packets: Annotated[int, typer.Option("--min-packets", min=1, help="drop flows with fewer packets")] = 1,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="seconds of silence that end a flow")] = 120.0,
+    active_timeout: Annotated[
+        float | None, typer.Option("--active-timeout", help="seconds after its start that end a flow (default: none)")
+    ] = None,
+    tcp_end: Annotated[
+        bool, typer.Option("--tcp-end/--no-tcp-end", help="end TCP flows at FIN/RST; a new SYN starts a new flow")
+    ] = False,
+    initiator: Annotated[
+        str, typer.Option("--initiator", help="first (first sender), syn (SYN sender), port (SYN, else higher port)")
+    ] = "first",
+    exclude_empty: Annotated[
+        bool, typer.Option("--exclude-empty", help="leave zero-payload packets out of the per-packet columns")
+    ] = False,
+    exclude_retransmissions: Annotated[
+        bool, typer.Option("--exclude-retransmissions", help="leave TCP retransmissions out of the per-packet columns")
+    ] = False,
+    protocols: Annotated[
+        str | None, typer.Option("--protocols", help="also keep as flows: icmp,icmpv6,esp,gre,sctp,... or numbers")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="files read in parallel (same table)")] = 1,
     labels: Annotated[
         Path | None, typer.Option("--labels", help="CSV: capture,label[,protocol,ip_a,port_a,ip_b,port_b]")
     ] = None,
     label_from: Annotated[
-        str | None, typer.Option("--label-from", help="label by 'parent' folder or file 'stem'")
+        str | None, typer.Option("--label-from", help="label by 'parent' folder, file 'stem' or 'ndpi' category")
+    ] = None,
+    ndpi_app: Annotated[
+        bool | None, typer.Option("--ndpi-app/--no-ndpi-app", help="add the nDPI app name (default: if installed)")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="a bad input file is fatal")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
 ) -> None:
-    """Read captures, assemble bidirectional flows, keep the first N packets of each."""
-    from netsynth.extract import extract as run_extract
+    """Read captures, assemble bidirectional flows, keep the first N packets of each (streamed to disk)."""
+    from netsynth.extract import extract_to_parquet
 
-    result = run_extract(
+    result = extract_to_parquet(
         paths,
+        output,
+        require_flows=False,
         packets=packets,
         min_packets=min_packets,
         idle_timeout=idle_timeout,
+        active_timeout=active_timeout,
+        tcp_end=tcp_end,
+        initiator=initiator,
+        include_empty=not exclude_empty,
+        include_retransmissions=not exclude_retransmissions,
+        protocols=protocols,
+        jobs=jobs,
         labels=labels,
         label_from=label_from,
+        ndpi_app=ndpi_app,
         strict=strict,
         progress=not quiet and err.is_terminal,
     )
@@ -99,10 +131,9 @@ def extract(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if not quiet:
         result.summary.render(err)
-    if len(result.table) == 0:
+    if result.summary.flows_kept == 0:
         raise InputError("no flows left after labelling and filtering (see the summary); nothing written")
-    result.table.write(output)
-    err.print(f"wrote {len(result.table)} flows to {output}")
+    err.print(f"wrote {result.summary.flows_kept} flows to {output}")
 
 
 # --------------------------------------------------------------------------- split

@@ -293,14 +293,16 @@ def extract(
 def extract_to_parquet(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
+    *,
+    require_flows: bool = True,
     **options: Any,
 ) -> ExtractResult:
     """Like `extract()`, but write the table to `output` (Parquet) one row group per flow batch.
 
     Memory is bounded by the active flows of the files being read (plus one batch), not by the size of
     the captures or of the table. The file appears (atomically, renamed from a temporary name) only if
-    at least one flow is written; otherwise InputError and no file. The returned result's table is
-    empty (len 0): read `output` for the flows.
+    at least one flow is written; otherwise no file, and InputError (or, with `require_flows=False`, a
+    result whose summary says why). The returned result's table is empty (len 0): read `output`.
     """
     import pyarrow.parquet as pq
 
@@ -327,6 +329,9 @@ def extract_to_parquet(
         finally:
             writer.close()
         if not written:
+            empty = ExtractResult(_empty_table(run), run.finish(0, {}), run.warnings)
+            if not require_flows:
+                return empty
             raise InputError("no flows left after labelling and filtering (see the summary); nothing written")
     per_class = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return ExtractResult(_empty_table(run), run.finish(written, per_class), run.warnings)
