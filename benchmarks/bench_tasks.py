@@ -30,11 +30,12 @@ DEEP = ("transformer", "ssm", "diffusion")
 
 TASKS = {
     "ndpi-cat14-flow": {"input": DATA / "ndpi-tests" / "pcap", "labels": DATA / "ndpi-tests" / "labels.csv",
-                        "split_by": "flow", "cache": "ndpi-cat14", "max_time": 30.0},
+                        "split_by": "flow", "cache": "ndpi-cat14", "max_time": 20.0, "sample_scale": 1.0},
     "iot-type16": {"input": DATA / "iot-sentinel", "labels": DATA / "iot-sentinel" / "labels.csv",
-                   "split_by": "capture", "cache": "iot-type16", "max_time": 45.0},
+                   "split_by": "capture", "cache": "iot-type16", "max_time": 30.0, "sample_scale": 0.25},
     "ndpi-cat14-capture": {"input": DATA / "ndpi-tests" / "pcap", "labels": DATA / "ndpi-tests" / "labels.csv",
-                           "split_by": "capture", "cache": "ndpi-cat14", "max_time": 30.0},
+                           "split_by": "capture", "cache": "ndpi-cat14", "max_time": 20.0,
+                           "sample_scale": 1.0},
 }
 DEFAULT_TASKS = "ndpi-cat14-flow,iot-type16"
 
@@ -59,7 +60,8 @@ def options_for(name: str, args: argparse.Namespace, command: str):
 
     spec = TASKS[name]
     return BenchOptions(
-        folds=args.folds, seeds=3, sample_seeds=1, split_by=spec["split_by"], n_estimators=50,
+        folds=args.folds, seeds=3, sample_seeds=1, sample_scale=spec["sample_scale"], split_by=spec["split_by"],
+        n_estimators=50,
         fractions=(0.01, 0.05, 0.10, 0.25), aug_seeds=3, ratios=(0.5, 1.0, 2.0, 4.0), ratio_fractions=(0.05,),
         strict_folds=1, strict_fractions=(0.10, 0.25), strict_seeds=2,
         max_time=spec["max_time"], strict_max_time=spec["max_time"] / 2, n_jobs=2, device="cpu",
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--summary", default="bench-summary", help="stem of the summary files in --results")
     p.add_argument("--no-copy", action="store_true", help="do not copy reports to --results")
     args = p.parse_args(argv)
     from netsynth.evaluate.bench import run_bench
@@ -126,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_copy:
         args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / "bench-summary.md").write_text(text, encoding="utf-8")
-        (args.results / "bench-summary.json").write_text(json.dumps(
+        (args.results / f"{args.summary}.md").write_text(text, encoding="utf-8")
+        (args.results / f"{args.summary}.json").write_text(json.dumps(
             {"command": command, "total_seconds": total, "tasks": {n: s for n, s, _ in rows},
              "generators": gens, "skipped": skipped}, indent=1), encoding="utf-8")
     return 0

@@ -62,6 +62,7 @@ class BenchOptions:
     folds: int = 5
     seeds: int = 3
     sample_seeds: int | None = None
+    sample_scale: float = 1.0
     split_by: str = "auto"
     fold_seed: int = 0
     classifiers: tuple[str, ...] = ("rf", "lightgbm")
@@ -372,8 +373,9 @@ def augmentation(ctx: FoldContext, pools: Mapping[str, list[FlowTable]], strict:
             for name in strict if strict_here else ():
                 ctx.step(f"fold {ctx.fold}: strict {name} at {frac:.0%} seed {a}")
                 model, cost = fit_generator(name, sub, o, seed=1000 + a, max_time=o.strict_max_time)
-                syn = model.sample({c: k for c, k in need.items() if k > 0 and c in model.class_counts_},
-                                   random_state=2000 + a)
+                # capped like the paper protocol's pool (sample_scale × full count), so both add as much
+                cap = {c: min(k, max(1, round(full[c] * o.sample_scale))) for c, k in need.items() if k > 0}
+                syn = model.sample({c: k for c, k in cap.items() if c in model.class_counts_}, random_state=2000 + a)
                 ctx.rec.add(score(FlowTable.concat([sub, syn]), a), generator=name, protocol="strict",
                             metric="macro_f1", **base)
                 ctx.rec.add(cost["train_seconds"], generator=name, protocol="strict", metric="train_seconds", **base)
@@ -405,7 +407,7 @@ def run_fold(fold: int, train: FlowTable, test: FlowTable, generators: list[str]
     novelty_privacy(ctx, REAL, None, None, seed=0)
     pools: dict[str, list[FlowTable]] = {}
     info: dict[str, Any] = {}
-    counts = train.class_counts()
+    counts = {c: max(1, round(n * opts.sample_scale)) for c, n in train.class_counts().items()}
     for g_i, name in enumerate(generators):
         step(f"fold {fold}: fit {name}")
         model, cost = fit_generator(name, train, opts, seed=100 * fold + g_i)

@@ -82,7 +82,8 @@ def _head(results: dict) -> list[Block]:
         f"test flows per fold: {', '.join(str(f['n_test']) for f in folds)}.",
         f"Every number is mean ± std (population) over folds × seeds (seeds = {o['seeds']} sampling/classifier "
         f"seeds per fold; {o['sample_seeds'] or o['seeds']} independent synthetic draw(s) per fit, classifier "
-        f"seeds cycle over them). Classifiers: {', '.join(o['classifiers'])} with {o['n_estimators']} trees/rounds "
+        f"seeds cycle over them; each draw has {o['sample_scale']:g} × the training count of every class). "
+        f"Classifiers: {', '.join(o['classifiers'])} with {o['n_estimators']} trees/rounds "
         f"(the TASKS.md reference uses 300 RF trees). **Bold** = best; ≈ = within the spread of the best, i.e. no "
         "difference.",
         f"Training budget per generator fit: max_time = {o['max_time']} s (strict-protocol fits: "
