@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from netsynth.errors import InputError
-from netsynth.evaluate.bench import BenchOptions, fold_pairs, lookup, run_bench
+from netsynth.evaluate.bench import BenchOptions, fold_pairs, lookup, parse_overrides, run_bench
 from netsynth.flows import FlowTable
 
 
@@ -111,3 +111,16 @@ def test_bad_options_fail_early(tmp_path: Path) -> None:
         run_bench(tiny_table(), None, ["nope"], tmp_path, BenchOptions(quick=True))
     with pytest.raises(InputError):
         run_bench(tiny_table(), None, ["independent"], tmp_path, BenchOptions(folds=1, quick=True))
+
+
+def test_overrides_parse_and_are_checked(tmp_path: Path) -> None:
+    assert parse_overrides(["transformer.max_time=60", "transformer.d_model=64", "ssm.lr=1e-3"]) == {
+        "transformer": {"max_time": "60", "d_model": "64"}, "ssm": {"lr": "1e-3"}}
+    with pytest.raises(InputError):
+        parse_overrides(["max_time=60"])
+    with pytest.raises(InputError):  # a key the config does not have fails before any work
+        run_bench(tiny_table(), None, ["transformer"], tmp_path,
+                  BenchOptions(quick=True, overrides={"transformer": {"no_such_key": "1"}}))
+    with pytest.raises(InputError):
+        run_bench(tiny_table(), None, ["independent"], tmp_path,
+                  BenchOptions(quick=True, overrides={"ssm": {"lr": "1"}}))

@@ -106,6 +106,31 @@ class BenchOptions:
         return d
 
 
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """CLI `--set NAME.key=value` strings → {generator: {key: value}} for `BenchOptions.overrides`.
+
+    Values stay strings: `config_from_overrides` parses them against each config's field types, so a typo
+    in a key fails with the list of valid keys when the generator is built (before any training).
+    """
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name_key, sep, value = item.partition("=")
+        name, dot, key = name_key.partition(".")
+        if not sep or not dot or not name or not key:
+            raise InputError(f"--set {item!r}: expected NAME.key=value, e.g. transformer.max_time=60")
+        out.setdefault(name.strip(), {})[key.strip()] = value.strip()
+    return out
+
+
+def check_overrides(generators: list[str], opts: BenchOptions) -> None:
+    """Fail before any work if an override names a generator not in the run or a key its config lacks."""
+    extra = sorted(set(opts.overrides) - set(generators))
+    if extra:
+        raise InputError(f"--set for generator(s) not in this run: {', '.join(extra)}")
+    for name in generators:
+        make_generator(name, opts, seed=0)
+
+
 # ---------------------------------------------------------------------------------------------- records
 class Records:
     """A flat list of measured numbers; `summary` groups them by every key except fold, seed and value."""
@@ -455,6 +480,7 @@ def run_bench(train: FlowTable, test: FlowTable | None, generators: list[str], o
         raise InputError("name at least one generator")
     for g in generators:
         get_generator(g)  # unknown names fail before any work
+    check_overrides(list(generators), opts)
     bad = [p for p in opts.protocols if p not in A.PROTOCOLS]
     if bad:
         raise InputError(f"unknown protocol(s) {bad}; choose from {A.PROTOCOLS}")
@@ -534,4 +560,4 @@ def _versions_all() -> dict[str, str]:
     return out
 
 
-__all__ = ["BenchOptions", "Records", "lookup", "run_bench"]
+__all__ = ["BenchOptions", "Records", "lookup", "parse_overrides", "run_bench"]
