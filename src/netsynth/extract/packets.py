@@ -127,6 +127,71 @@ class CaptureReader:
         except (OSError, EOFError, zlib.error) as exc:
             self.warnings.append(f"compressed stream damaged after {self.packets} packets ({exc})")
 
+    @property
+    def raw_ok(self) -> bool:
+        """Whether `raw_chunks` can read this file: uncompressed classic pcap (a damaged compressed
+        stream would lose a whole block, where the per-record reader keeps every packet before it)."""
+        return self.format == "pcap" and isinstance(self._fh, io.BufferedReader)
+
+    def raw_chunks(self, n: int, block: int = 1 << 22) -> Iterator[tuple[bytes, list[int]]]:
+        """Uncompressed pcap only: `(buffer, record offsets)` for up to `n` records at a time.
+
+        Same records, counts and warnings as iterating, without a Python object per record: the caller
+        decodes headers and packets from the buffer with NumPy. Do not mix with iteration.
+        """
+        bo, _unit, _lt, limit = self._pcap_params
+        u32 = struct.Struct(bo + "I").unpack_from
+        read = self._fh.read
+        buf = bytearray()
+        pos = 0
+        eof = False
+        while True:
+            offs: list[int] = []
+            stop = False
+            app = offs.append
+            while len(offs) < n:
+                end = len(buf)
+                for _ in range(n - len(offs)):  # the tight loop: one struct call per record
+                    if pos + 16 > end:
+                        break
+                    incl = u32(buf, pos + 8)[0]
+                    nxt = pos + 16 + incl
+                    if nxt > end or incl > limit:
+                        break
+                    app(pos)
+                    pos = nxt
+                else:
+                    break
+                left = end - pos
+                if left >= 16:
+                    incl = u32(buf, pos + 8)[0]
+                    if incl > limit:
+                        done = self.packets + len(offs)
+                        self.warnings.append(
+                            f"absurd record length {incl} after {done} packets; rest of file ignored")
+                        stop = True
+                        break
+                if not eof:
+                    more = read(block)
+                    if more:
+                        buf += more
+                        continue
+                    eof = True
+                done = self.packets + len(offs)
+                if 0 < left < 16:
+                    self.warnings.append(f"truncated record header after {done} packets")
+                elif left >= 16:
+                    self.warnings.append(f"truncated last record after {done} packets")
+                stop = True
+                break
+            if offs:
+                self.packets += len(offs)
+                yield bytes(buf[:pos]), offs
+                del buf[:pos]
+                pos = 0
+            if stop or not offs:
+                return
+
     # ------------------------------------------------------------------ pcap
     def _header_error(self, what: str) -> InputError:
         self._fh.close()
@@ -143,6 +208,7 @@ class CaptureReader:
         _vmaj, _vmin, _zone, _sig, snaplen, network = struct.unpack(bo + "HHiIII", rest)
         linktype = network & 0xFFFF  # the upper bits may carry FCS-length information
         limit = max(MAX_RECORD, min(snaplen, MAX_BLOCK))
+        self._pcap_params = (bo, unit, linktype, limit)
         read = self._fh.read
         rec = struct.Struct(bo + "IIII").unpack
         yield (-1, 0.0, b"", 0)  # header parsed: the sentinel `__init__` consumes
