@@ -30,12 +30,14 @@ DEEP = ("transformer", "ssm", "diffusion")
 
 TASKS = {
     "ndpi-cat14-flow": {"input": DATA / "ndpi-tests" / "pcap", "labels": DATA / "ndpi-tests" / "labels.csv",
-                        "split_by": "flow", "cache": "ndpi-cat14", "max_time": 20.0, "sample_scale": 1.0},
+                        "split_by": "flow", "cache": "ndpi-cat14", "max_time": 15.0, "sample_scale": 0.25,
+                        "strict_fractions": (0.10, 0.25)},
     "iot-type16": {"input": DATA / "iot-sentinel", "labels": DATA / "iot-sentinel" / "labels.csv",
-                   "split_by": "capture", "cache": "iot-type16", "max_time": 30.0, "sample_scale": 0.25},
+                   "split_by": "capture", "cache": "iot-type16", "max_time": 20.0, "sample_scale": 0.1,
+                   "strict_fractions": (0.10,)},
     "ndpi-cat14-capture": {"input": DATA / "ndpi-tests" / "pcap", "labels": DATA / "ndpi-tests" / "labels.csv",
-                           "split_by": "capture", "cache": "ndpi-cat14", "max_time": 20.0,
-                           "sample_scale": 1.0},
+                           "split_by": "capture", "cache": "ndpi-cat14", "max_time": 15.0,
+                           "sample_scale": 0.25, "strict_fractions": (0.10, 0.25)},
 }
 DEFAULT_TASKS = "ndpi-cat14-flow,iot-type16"
 
@@ -63,7 +65,7 @@ def options_for(name: str, args: argparse.Namespace, command: str):
         folds=args.folds, seeds=3, sample_seeds=1, sample_scale=spec["sample_scale"], split_by=spec["split_by"],
         n_estimators=50,
         fractions=(0.01, 0.05, 0.10, 0.25), aug_seeds=3, ratios=(0.5, 1.0, 2.0, 4.0), ratio_fractions=(0.05,),
-        strict_folds=1, strict_fractions=(0.10, 0.25), strict_seeds=2,
+        strict_folds=1, strict_fractions=spec["strict_fractions"], strict_seeds=2,
         max_time=spec["max_time"], strict_max_time=spec["max_time"] / 2, n_jobs=2, device="cpu",
         multivariate_points=1500, quick=args.quick, title=f"netsynth bench: {name}", command=command)
 
