@@ -263,6 +263,48 @@ def evaluate(
     err.print(f"wrote {output / 'metrics.json'} and {output / 'report.md'}")
 
 
+# --------------------------------------------------------------------------- bench
+@app.command()
+@_handles_errors
+def bench(
+    train_path: Annotated[Path, typer.Option("--train", help="real flows (train split, or everything with --folds)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for report.md, report.html, results.json")],
+    test_path: Annotated[
+        Path | None, typer.Option("--test", help="real test flows (pooled with train for folds)")
+    ] = None,
+    generators: Annotated[
+        str, typer.Option("--generators", help="comma-separated families")
+    ] = "transformer,ssm,diffusion,markov,independent,empirical",
+    folds: Annotated[int, typer.Option("--folds", min=1, help="capture-grouped stratified folds")] = 5,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="sampling and classifier seeds")] = 3,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="NAME.key=value config override (repeatable)")
+    ] = None,
+    max_time: Annotated[float | None, typer.Option("--max-time", help="training budget per fit, seconds")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    quick: Annotated[bool, typer.Option("--quick", help="tiny settings, for a smoke test")] = False,
+) -> None:
+    """The four-axis comparison: fidelity, TSTR vs TRTR, augmentation, cost (+ privacy), over folds."""
+    import sys
+
+    from netsynth.evaluate.bench import BenchOptions, parse_overrides, run_bench
+    from netsynth.flows import FlowTable
+
+    names = [g.strip() for g in generators.split(",") if g.strip()]
+    options = BenchOptions(
+        folds=folds,
+        seeds=seeds,
+        overrides=parse_overrides(overrides or []),
+        max_time=max_time,
+        device=device,
+        quick=quick,
+        command="netsynth " + " ".join(sys.argv[1:]),
+    )
+    test = FlowTable.read(test_path) if test_path else None
+    run_bench(FlowTable.read(train_path), test, names, output, options)
+    err.print(f"wrote {output / 'report.md'}, {output / 'report.html'} and {output / 'results.json'}")
+
+
 # --------------------------------------------------------------------------- export-pcap / inspect
 @app.command("export-pcap")
 @_handles_errors
