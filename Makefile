@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: venv test demo lint clean
+.PHONY: venv test demo bench lint clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO_OUT)
+
+# The four-axis comparison on both tasks of ../shared/data/TASKS.md (see benchmarks/bench_tasks.py).
+bench: $(STAMP)
+	$(PY) benchmarks/bench_tasks.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache
