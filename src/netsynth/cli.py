@@ -136,6 +136,47 @@ def extract(
     err.print(f"wrote {result.summary.flows_kept} flows to {output}")
 
 
+# --------------------------------------------------------------------------- import-flows / export-flows
+@app.command("import-flows")
+@_handles_errors
+def import_flows_cmd(
+    path: Annotated[Path, typer.Argument(help="file or folder in another tool's flow layout")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="flow table to write (Parquet)")],
+    format: Annotated[
+        str | None, typer.Option("--format", "-f", help="ppi (CESNET), mirage, nfstream, csv (default: guessed)")
+    ] = None,
+    packets: Annotated[int | None, typer.Option("--packets", min=1, help="packets kept per flow (N)")] = None,
+    label_column: Annotated[str | None, typer.Option("--label-column", help="class column to use")] = None,
+    mirage_label: Annotated[str, typer.Option("--mirage-label", help="bf_label, or android (tcbench)")] = "bf_label",
+    nfstream_size: Annotated[
+        str, typer.Option("--nfstream-size", help="what nfstream's splt_ps counts: link, ip, transport, payload")
+    ] = "link",
+) -> None:
+    """Convert CESNET PPI / MIRAGE JSON / nfstream CSV flows into a netsynth flow table."""
+    from netsynth.flows.interop import import_flows
+
+    table = import_flows(path, format, packets=packets, label_column=label_column, mirage_label=mirage_label,
+                         nfstream_size=nfstream_size)
+    table.write(output)
+    err.print(f"imported {len(table)} flows ({len(table.classes)} classes) to {output}")
+
+
+@app.command("export-flows")
+@_handles_errors
+def export_flows_cmd(
+    table: Annotated[Path, typer.Argument(help="flow table (Parquet)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="file to write (.csv; PPI also .parquet/.npz)")],
+    format: Annotated[str, typer.Option("--format", "-f", help="csv (netsynth) or ppi (CESNET layout)")] = "csv",
+) -> None:
+    """Write a flow table as flat CSV or in the CESNET per-packet-information layout."""
+    from netsynth.flows import FlowTable
+    from netsynth.flows.interop import export_flows
+
+    flows = FlowTable.read(table)
+    export_flows(flows, output, format)
+    err.print(f"exported {len(flows)} flows to {output} ({format})")
+
+
 # --------------------------------------------------------------------------- split
 @app.command()
 @_handles_errors
