@@ -12,10 +12,14 @@ from captures import (
     Pkt,
     eth_frames,
     frame,
+    ip_packet,
+    ipv4_fragments,
     ipv6_with_ext,
     pcapng_epb,
     pcapng_idb,
+    pcapng_pb,
     pcapng_shb,
+    pcapng_spb,
     tcp_conversation,
     write_pcap,
 )
@@ -29,7 +33,21 @@ def _valid_captures() -> list[bytes]:
     six = ipv6_with_ext(Pkt(1.0, "[::1]:1", "[::2]:2", 5, "udp"))
     ng = pcapng_shb() + pcapng_idb(1, tsresol=9) + b"".join(
         pcapng_epb(0, int(p.ts * 1e9), frame(six)) for p in tcp_conversation())
-    return [pcap, ng]
+    return [pcap, ng, _pcapng_multi()]
+
+
+def _pcapng_multi() -> bytes:
+    """Two sections, interfaces of different link types and resolutions, every packet block kind, a
+    custom block and fragments: the pcapng paths damage can hit."""
+    conv = tcp_conversation(t0=3.0)
+    blocks = [pcapng_shb(), pcapng_idb(1), pcapng_idb(101, tsresol=0x80 | 20)]
+    blocks += [pcapng_epb(i % 2, int(p.ts * (1e6 if i % 2 == 0 else 2**20)),
+                          frame(ip_packet(p)) if i % 2 == 0 else ip_packet(p)) for i, p in enumerate(conv)]
+    blocks += [b"\xad\x0b\x00\x00\x10\x00\x00\x00skip\x10\x00\x00\x00"]
+    frags = ipv4_fragments(Pkt(4.0, "1.1.1.1:1", "2.2.2.2:2", 2000, "udp"), [1480])
+    blocks += [pcapng_shb(), pcapng_idb(1, snaplen=64), pcapng_spb(frame(frags[0])), pcapng_spb(frame(frags[1])),
+               pcapng_pb(0, 5_000_000, frame(ip_packet(Pkt(5.0, "2.2.2.2:2", "1.1.1.1:1", 9, "udp"))))]
+    return b"".join(blocks)
 
 
 VALID = _valid_captures()
@@ -62,3 +80,32 @@ def test_truncated_or_corrupted_valid_captures(base: bytes, data: st.DataObject)
         if buf:
             buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
     _check(bytes(buf))
+
+
+def _extract_both(data: bytes) -> None:
+    """The vectorised and the scalar path agree on damaged input too (same table, same warnings)."""
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.pcap"
+        p.write_bytes(data)
+        try:
+            fast = extract([p], label_from="stem")
+        except InputError as exc:
+            try:
+                extract([p], label_from="stem", fast=False)
+            except InputError as exc2:
+                assert str(exc) == str(exc2)
+                return
+            raise AssertionError("only the fast path failed") from exc
+        slow = extract([p], label_from="stem", fast=False)
+        assert fast.table.to_arrow().equals(slow.table.to_arrow())
+        assert fast.warnings == slow.warnings and fast.summary.packets_skipped == slow.summary.packets_skipped
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(VALID), st.data())
+def test_fast_and_scalar_paths_agree_on_damage(base: bytes, data: st.DataObject) -> None:
+    cut = data.draw(st.integers(len(base) // 2, len(base)))
+    buf = bytearray(base[:cut])
+    for _ in range(data.draw(st.integers(0, 4))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    _extract_both(bytes(buf))
