@@ -109,3 +109,11 @@ def test_fast_and_scalar_paths_agree_on_damage(base: bytes, data: st.DataObject)
     for _ in range(data.draw(st.integers(0, 4))):
         buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
     _extract_both(bytes(buf))
+
+
+def test_fuzz_crash_zstd_frame_too_large() -> None:
+    # Found by benchmarks/fuzz_reader.py: zstd magic + a frame header asking for too much window memory
+    # escaped as zstandard.ZstdError; now a one-line InputError (or the packets before the damage).
+    data = (Path(__file__).parent / "fixtures" / "fuzz-zstd-huge-frame.bin").read_bytes()
+    _check(data)
+    _extract_both(data)

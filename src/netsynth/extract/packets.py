@@ -42,6 +42,19 @@ MAX_RECORD = 256 * 1024
 MAX_BLOCK = 16 * 1024 * 1024  # pcapng blocks may carry large option/name-resolution payloads
 
 
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged (possibly compressed) stream raises while being read: never a crash for us."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+    try:
+        import zstandard
+    except ImportError:
+        return errors
+    return (*errors, zstandard.ZstdError)
+
+
+STREAM_ERRORS = _stream_errors()
+
+
 def _open_raw(path: Path) -> BinaryIO:
     """Open `path`, transparently decompressing gzip or zstd (sniffed, not guessed from the name)."""
     try:
@@ -67,7 +80,7 @@ def sniff(path: str | os.PathLike) -> bool:
     try:
         with _open_raw(Path(path)) as fh:
             head = fh.read(4)
-    except (InputError, OSError, EOFError, zlib.error):
+    except (InputError, *STREAM_ERRORS):
         return False
     return head in PCAP_MAGICS or head == PCAPNG_MAGIC
 
@@ -87,7 +100,7 @@ class CaptureReader:
         self._fh = _open_raw(self.path)
         try:
             head = self._fh.read(4)
-        except (OSError, EOFError, zlib.error) as exc:
+        except STREAM_ERRORS as exc:
             self._fh.close()
             raise InputError(f"{self.path}: unreadable ({exc})") from None
         if not head:
@@ -106,7 +119,7 @@ class CaptureReader:
         # record generator yields one sentinel once its header is parsed.
         try:
             next(self._records, None)
-        except (OSError, EOFError, zlib.error) as exc:
+        except STREAM_ERRORS as exc:
             self._fh.close()
             raise InputError(f"{self.path}: unreadable capture header ({exc})") from None
 
@@ -124,7 +137,7 @@ class CaptureReader:
         """The packet records; damage in a compressed stream ends them with a warning."""
         try:
             yield from self._records
-        except (OSError, EOFError, zlib.error) as exc:
+        except STREAM_ERRORS as exc:
             self.warnings.append(f"compressed stream damaged after {self.packets} packets ({exc})")
 
     @property
@@ -201,7 +214,7 @@ class CaptureReader:
         bo, unit = PCAP_MAGICS[magic]
         try:
             rest = self._fh.read(20)
-        except (OSError, EOFError, zlib.error) as exc:
+        except STREAM_ERRORS as exc:
             raise self._header_error(f"unreadable pcap header ({exc})") from None
         if len(rest) < 20:
             raise self._header_error("cut inside the pcap file header (24 bytes)")
