@@ -1,0 +1,119 @@
+"""Base-class helpers: `--set` parsing, class proportions, splits, and the shared training loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from netsynth.errors import InputError
+from netsynth.models import config_from_overrides, get_generator
+from netsynth.models._train import TrainSettings, lr_factor, train
+from netsynth.models.base import class_targets, endpoint_stats, stratified_split
+from netsynth.models.baselines import MarkovConfig
+from netsynth.models.gpt import GPTConfig
+from test_contract import tiny_flows
+
+
+def test_overrides_parse_to_field_types():
+    cfg = config_from_overrides(get_generator("transformer"),
+                                {"n_layer": "2", "lr": "1e-3", "top_k": "none", "ema": "0.99",
+                                 "progress": "false", "rare_sizes": "bin", "max_time": "30"})
+    assert isinstance(cfg, GPTConfig)
+    assert (cfg.n_layer, cfg.lr, cfg.top_k, cfg.ema, cfg.progress, cfg.rare_sizes, cfg.max_time) == (
+        2, 1e-3, None, 0.99, False, "bin", 30.0)
+    m = config_from_overrides(MarkovConfig, {"alpha_grid": "0.1,1"})
+    assert m.alpha_grid == (0.1, 1.0)
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"n_layers": "2"}, "valid: .*n_layer"),
+    ({"n_layer": "two"}, "expected int"),
+    ({"progress": "maybe"}, "boolean"),
+    ({"rare_sizes": "exact"}, "choose one of"),
+    ({"temperature": "0"}, "temperature"),
+])
+def test_override_errors(overrides, match):
+    with pytest.raises(InputError, match=match):
+        config_from_overrides(GPTConfig, overrides)
+
+
+def test_class_targets_largest_remainder():
+    counts = {"a": 5, "b": 3, "c": 2}
+    t = class_targets(7, counts)
+    assert sum(t.values()) == 7 and t == {"a": 4, "b": 2, "c": 1}
+    assert sum(class_targets(1001, counts).values()) == 1001
+    with pytest.raises(InputError):
+        class_targets(-1, counts)
+    with pytest.raises(InputError, match="known: a, b, c"):
+        class_targets({"z": 1}, counts)
+
+
+def test_stratified_split_and_endpoints():
+    flows = tiny_flows()
+    tr, va = stratified_split(flows.label.astype(str), 0.1, np.random.default_rng(0))
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == len(flows)
+    assert set(flows.label[va]) == set(flows.label)
+    ep = endpoint_stats(flows)["alpha"]
+    assert abs(sum(ep["protocol"].values()) - 1) < 1e-9 and set(ep["dst_port"]) <= {"53", "443"}
+    assert set(ep["ip_version"]) <= {"4", "6"}
+
+
+def _toy_problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0]) + 0.1 * torch.randn(200, generator=g)
+    return x, y
+
+
+def _loss(module, batch):
+    x, y = batch
+    return torch.nn.functional.mse_loss(module(x).squeeze(-1), y)
+
+
+def _fit(settings, seed=0):
+    torch.manual_seed(seed)
+    module = torch.nn.Linear(4, 1)
+    x, y = _toy_problem()
+    summary = train(module, _loss, [x[:160], y[:160]], [x[160:], y[160:]], settings, device="cpu",
+                    generator=torch.Generator().manual_seed(seed))
+    return module, summary
+
+
+def test_training_loop_learns_deterministically_and_early_stops():
+    s = TrainSettings(lr=0.05, batch_size=16, max_epochs=30, warmup_steps=5, progress=False, patience=2,
+                      ema=0.9)
+    m1, sum1 = _fit(s)
+    m2, _ = _fit(s)
+    assert torch.equal(m1.weight, m2.weight)
+    assert sum1["best_val_loss"] < 0.1 and sum1["epochs"] <= 30 and sum1["steps"] > 0
+    assert {"epochs", "best_val_loss", "seconds", "steps", "stop_reason"} <= set(sum1)
+    _, short = _fit(TrainSettings(max_epochs=50, max_time=0.0, progress=False))
+    assert short["stop_reason"] == "max_time" and short["epochs"] == 1
+    assert lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1) and lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_training_resumes_from_checkpoint(tmp_path):
+    settings = TrainSettings(lr=0.05, batch_size=16, warmup_steps=5, progress=False, patience=100,
+                             max_epochs=6, checkpoint_dir=str(tmp_path / "ck"))
+    full, _ = _fit(settings.__class__(**{**settings.__dict__, "checkpoint_dir": None}))
+    calls = {"n": 0}
+
+    def flaky(module, batch):  # dies in the middle of epoch 3 (10 steps per epoch)
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return _loss(module, batch)
+
+    x, y = _toy_problem()
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(torch.nn.Linear(4, 1), flaky, [x[:160], y[:160]], [x[160:], y[160:]], settings, device="cpu",
+              generator=torch.Generator().manual_seed(0))
+    assert (tmp_path / "ck" / "checkpoint.safetensors").is_file()
+    torch.manual_seed(123)  # a different init: the checkpoint must overwrite it
+    module = torch.nn.Linear(4, 1)
+    summary = train(module, _loss, [x[:160], y[:160]], [x[160:], y[160:]], settings, device="cpu",
+                    generator=torch.Generator().manual_seed(99))
+    assert summary["epochs"] == 6
+    torch.testing.assert_close(module.weight, full.weight)
