@@ -116,4 +116,4 @@ def test_cond_scale_and_snap_options_stay_valid():
 def test_default_parameter_count():
     """Documented default size: N = 20, one label row (the null class), one protocol row."""
     m = GaussianDiffusion(DiffusionConfig(), n_classes=0, n_protocols=1, max_packets=20)
-    assert sum(p.numel() for p in m.parameters()) == 1_616_972
+    assert sum(p.numel() for p in m.parameters()) == 898_444
