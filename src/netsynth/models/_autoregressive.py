@@ -36,7 +36,7 @@ from netsynth.codecs.tokens import (
 )
 from netsynth.errors import InputError
 from netsynth.flows import FlowTable, max_payload
-from netsynth.models._train import TrainSettings, seeded_torch
+from netsynth.models._train import TrainSettings, seeded_torch, torch_threads
 from netsynth.models._train import train as run_training
 from netsynth.models.base import BaseConfig, Generator, RawFlows
 from netsynth.utils.device import resolve_device
@@ -74,6 +74,7 @@ class TokenModelConfig(BaseConfig):
     patience: int = 2
     checkpoint_dir: str | None = None
     progress: bool = True
+    cpu_threads: int | None = 1
     # sampling
     temperature: float = 1.0
     top_k: int | None = None
@@ -84,7 +85,7 @@ class TokenModelConfig(BaseConfig):
                              batch_size=self.batch_size, max_epochs=self.max_epochs, max_time=self.max_time,
                              warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema=self.ema,
                              patience=self.patience, checkpoint_dir=self.checkpoint_dir,
-                             progress=self.progress)
+                             progress=self.progress, cpu_threads=self.cpu_threads)
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -272,6 +273,15 @@ class AutoregressiveGenerator(Generator):
         gen = torch.Generator(device=device).manual_seed(derive_seed(rng))
         prefix = np.stack([[codec.class_token(c) for c in labels], [codec.proto_token(p) for p in protocol]], 1)
         cap = np.array([max_payload(v, p) for v, p in zip(ip_version, protocol, strict=True)])
+        with torch_threads(cfg.cpu_threads, device):
+            parts = self._sample_batches(labels, protocol, prefix, cap, grammar, gen)
+        dec = codec.decode(np.concatenate(parts), rng)
+        return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
+                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
+
+    def _sample_batches(self, labels: np.ndarray, protocol: np.ndarray, prefix: np.ndarray, cap: np.ndarray,
+                        grammar: Grammar, gen: torch.Generator) -> list[np.ndarray]:
+        cfg, codec, device = self.config_, self.codec_, self.device_
         parts = []
         for start in range(0, len(labels), cfg.sample_batch):
             sl = slice(start, start + cfg.sample_batch)
@@ -280,9 +290,7 @@ class AutoregressiveGenerator(Generator):
                 torch.as_tensor(protocol[sl] == 6, device=device), torch.as_tensor(cap[sl], device=device),
                 max_length=codec.max_length, temperature=cfg.temperature, top_k=cfg.top_k, generator=gen)
             parts.append(toks.cpu().numpy())
-        dec = codec.decode(np.concatenate(parts), rng)
-        return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
-                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
+        return parts
 
     # ------------------------------------------------------------------ state
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
