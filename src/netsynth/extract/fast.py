@@ -71,19 +71,28 @@ def _record_chunk(records: list[B.Record]) -> Chunk:
     )
 
 
-def chunks(reader: CaptureReader, n: int) -> Iterator[Chunk]:
-    """The reader's records in chunks of `n` (raw buffer path for uncompressed pcap)."""
+def chunks(reader: CaptureReader, n: int) -> Iterator[tuple[Chunk, bool]]:
+    """The reader's records as (piece, ends a chunk of `n` records). Pieces follow the raw reader's
+    blocks for uncompressed pcap (no copying to build `n`-record buffers) and are cut at every n-th
+    record, where the assembler sweeps: the same sweep points as the scalar path, hence the same flows."""
     if reader.raw_ok:
         bo, unit, linktype, _limit = reader._pcap_params
-        for buf, offs in reader.raw_chunks(n):
-            yield _raw_chunk(buf, offs, bo, unit, linktype)
+        count = 0
+        for buf, offs in reader.raw_chunks():
+            while offs:
+                take = n - count
+                head, offs = offs[:take], offs[take:]
+                count += len(head)
+                yield _raw_chunk(buf, head, bo, unit, linktype), count == n
+                if count == n:
+                    count = 0
         return
     it = iter(reader)
     while True:
         recs = list(itertools.islice(it, n))
         if not recs:
             return
-        yield _record_chunk(recs)
+        yield _record_chunk(recs), True
 
 
 def assemble_chunks(reader: CaptureReader, asm: B.Assembler, n: int) -> Iterator[list[list]] | None:
@@ -92,9 +101,10 @@ def assemble_chunks(reader: CaptureReader, asm: B.Assembler, n: int) -> Iterator
         return None
 
     def run() -> Iterator[list[list]]:
-        for ch in chunks(reader, n):
+        for ch, ends in chunks(reader, n):
             feed_chunk(asm, ch)
-            yield asm.end_chunk()
+            if ends:
+                yield asm.end_chunk()
 
     return run()
 
