@@ -207,6 +207,9 @@ class SSMConfig(TokenModelConfig):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     tie_embeddings: bool = True
+    # a longer wall-clock budget than the shared 360 s (still under the 10-minute bound): on a shared
+    # 2-core CPU one SSM step costs ~2× a transformer step, so 360 s left it at 53 steps (val 1.52)
+    max_time: float | None = 540.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
