@@ -52,11 +52,25 @@ Step = Callable[[str], None]
 # ---------------------------------------------------------------------------------------------- options
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions:
-    """Everything `run_bench` can vary. Defaults are the committed headline protocol (see bench_tasks.py).
+    """Everything `run_bench` can vary (bench_tasks.py sets the committed protocol per task).
 
-    `overrides` maps a generator name to `--set`-style strings (`{"transformer": {"d_model": "64"}}`);
-    `max_time` is the training budget in seconds per fit for every generator whose config has a
-    `max_time` field (an explicit override wins). `quick` shrinks everything for tests (see `resolved`).
+    Splits: `folds` K (1 = use the given train/test as is; K ≥ 2 pools train+test and makes K folds),
+    `split_by` ("auto" = by capture when every flow has one, else by flow; "capture"; "flow"), `fold_seed`.
+    Seeds: `seeds` sampling/classifier seeds per fold; `sample_seeds` independent synthetic draws per fit
+    (None = `seeds`; classifier seeds cycle over the draws); `sample_scale` draw size as a multiple of the
+    training count of every class (the paper-protocol top-up and the strict top-up are capped by it).
+    Classifiers: `classifiers` ("rf", "lightgbm"), `feature_sets` ("paper", "all"), `n_estimators`.
+    Augmentation: `fractions` of real training data, `aug_seeds` subsets per fraction, `ratios` of the
+    synthetic:real sweep at `ratio_fractions`, `protocols` ("paper", "strict"); the strict protocol fits a
+    generator per subset, so it runs on the first `strict_folds` folds (None = all), for
+    `strict_generators` (None = all), at `strict_fractions` (None = all), for the first `strict_seeds` seeds.
+    Generators: `overrides` {name: {key: "value"}} (`--set NAME.key=value`, see `parse_overrides`);
+    `max_time` training budget in seconds per fit for configs with a `max_time` field (an explicit override
+    wins), `strict_max_time` the same for strict fits (None = `max_time`); `device` passed to every generator.
+    Execution: `n_jobs` for Random Forest (LightGBM always gets one thread), `multivariate_points` subsample
+    for AUC/PRDC/MMD, `per_class` fidelity per class, `plots`, `progress` lines on stderr, `quick` (tests:
+    ≤ 2 folds, ≤ 2 seeds, 20 trees, tiny generator configs, max_time ≤ 5 s, see `resolved`).
+    Provenance: `title`, `command` (recorded in the report).
     """
 
     folds: int = 5
