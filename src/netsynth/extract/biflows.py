@@ -34,6 +34,7 @@ Sweeping only at chunk ends keeps the result independent of which decoder (scala
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -272,12 +273,14 @@ def to_batch(flows: list[list], width: int) -> Batch:
         "window": np.zeros((n, width), np.uint16),
     }
     cols = (("payload", PAYLOAD), ("direction", DIRECTION), ("iat", IAT), ("flags", FLAGS), ("window", WINDOW))
-    n_packets = np.zeros(n, np.int16)
-    for i, f in enumerate(flows):
-        k = len(f[PAYLOAD])
-        n_packets[i] = k
-        for name, idx in cols:
-            mats[name][i, :k] = f[idx]
+    lens = np.fromiter((len(f[PAYLOAD]) for f in flows), np.int64, n)
+    n_packets = lens.astype(np.int16)
+    total = int(lens.sum())
+    rows = np.repeat(np.arange(n), lens)
+    at = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)  # position within its flow
+    for name, idx in cols:  # one flat pass per column instead of five slice copies per flow
+        mat = mats[name]
+        mat[rows, at] = np.fromiter(itertools.chain.from_iterable(f[idx] for f in flows), mat.dtype, total)
 
     def col(idx: int, dtype: type) -> np.ndarray:
         return np.array([f[idx] for f in flows], dtype=dtype) if n else np.zeros(0, dtype)

@@ -101,10 +101,15 @@ def assemble_chunks(reader: CaptureReader, asm: B.Assembler, n: int) -> Iterator
         return None
 
     def run() -> Iterator[list[list]]:
+        pieces: list[Chunk] = []
         for ch, ends in chunks(reader, n):
-            feed_chunk(asm, ch)
+            pieces.append(ch)
             if ends:
+                feed_pieces(asm, pieces)
+                pieces = []
                 yield asm.end_chunk()
+        if pieces:
+            feed_pieces(asm, pieces)
 
     return run()
 
@@ -128,14 +133,18 @@ class Decoded:
     window: np.ndarray
 
 
-def _gather(arr: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) bytes of `arr` from each `start` (indices past the end are clipped: callers check
-    lengths against the captured length before trusting a field)."""
-    if not len(arr):
+def _gather(arr: np.ndarray, start: np.ndarray, width: int, short: np.ndarray) -> np.ndarray:
+    """(n, width) bytes of `arr` from each `start`, copied row by row from a strided view (no index
+    matrix). Rows whose window would run past the buffer are marked in `short` (the caller sends them
+    to the scalar decoder) and hold garbage."""
+    limit = len(arr) - width
+    past = start > limit
+    if past.any():
+        short |= past
+        start = np.where(past, 0, start)
+    if limit < 0:
         return np.zeros((len(start), width), np.uint8)
-    idx = start[:, None] + np.arange(width)
-    np.minimum(idx, len(arr) - 1, out=idx)
-    return arr[idx]
+    return np.lib.stride_tricks.sliding_window_view(arr, width)[start]
 
 
 def decode_chunk(ch: Chunk, keep: frozenset[int], stats: B.AssemblyStats) -> Decoded | None:
@@ -143,13 +152,14 @@ def decode_chunk(ch: Chunk, keep: frozenset[int], stats: B.AssemblyStats) -> Dec
     scalar assembler. Skip reasons are counted into `stats` only when a result is returned."""
     arr = np.frombuffer(ch.buf, np.uint8)
     lt, cap, doff = ch.linktype, ch.cap, ch.doff
-    h = _gather(arr, doff, 18).astype(np.int64)
+    short = np.zeros(len(doff), bool)
+    h = _gather(arr, doff, 18, short).astype(np.int64)
     eth = lt == 1
     et = (h[:, 12] << 8) | h[:, 13]
     vlan = eth & (et == 0x8100)
     etype = np.where(vlan, (h[:, 16] << 8) | h[:, 17], et)
     l3 = np.where(eth, np.where(vlan, 18, 14), 0)
-    g3 = _gather(arr, doff + l3, 40)
+    g3 = _gather(arr, doff + l3, 40, short)
     n3 = g3[:, :10].astype(np.int64)
     rawip = np.isin(lt, (12, 14, 101))
     vn = n3[:, 0] >> 4
@@ -165,12 +175,13 @@ def decode_chunk(ch: Chunk, keep: frozenset[int], stats: B.AssemblyStats) -> Dec
     ok = (ok4 | ok6) & ((proto == 6) | (proto == 17))
     l4 = np.where(is4, l3 + ihl, l3 + 40)
     length = np.where(is4, total - ihl, plen)
-    g4 = _gather(arr, doff + l4, 16).astype(np.int64)
+    g4 = _gather(arr, doff + l4, 16, short).astype(np.int64)
     tcp = proto == 6
     hl = (g4[:, 12] >> 4) * 4
     ulen = (g4[:, 4] << 8) | g4[:, 5]
     tcp_ok = (hl >= 20) & (hl <= length) & (cap >= l4 + 16)
     ok &= np.where(tcp, tcp_ok, (ulen >= 8) & (ulen <= length) & (cap >= l4 + 8))
+    ok &= ~short
     ver = np.where(is4, 4, 6).astype(np.uint8)
     a4 = np.ascontiguousarray(g3[:, 12:20]).view(">u4").astype(np.uint64)
     a6 = np.ascontiguousarray(g3[:, 8:40]).view(">u8").astype(np.uint64)
@@ -223,25 +234,48 @@ def _bytes(ver: int, hi: int, lo: int) -> bytes:
 # ------------------------------------------------------------------------------------------ assembly
 def feed_chunk(asm: B.Assembler, ch: Chunk) -> None:
     """Assemble one chunk into `asm`, vectorised when exact, else with the scalar assembler."""
-    if len(ch.ts) == 0:
+    feed_pieces(asm, [ch])
+
+
+def feed_pieces(asm: B.Assembler, pieces: list[Chunk]) -> None:
+    """Assemble the pieces of one chunk together (decoded piece by piece, assembled at once: the
+    Python work is per flow and chunk, so fewer, larger chunks cost less), or with the scalar one."""
+    pieces = [ch for ch in pieces if len(ch.ts)]
+    if not pieces:
         return
     probe = B.AssemblyStats()
-    dec = decode_chunk(ch, asm.config.protocols, probe)
-    if dec is None or not _vector_assemble(asm, ch, dec):
+    decs = []
+    for ch in pieces:
+        d = decode_chunk(ch, asm.config.protocols, probe)
+        if d is None:
+            break
+        decs.append(d)
+    else:
+        d = decs[0] if len(decs) == 1 else _concat(decs, [len(ch.ts) for ch in pieces])
+        ts = pieces[0].ts if len(pieces) == 1 else np.concatenate([ch.ts for ch in pieces])
+        if _vector_assemble(asm, ts, float(ts.max()), d):
+            asm.stats.packets_skipped.update(probe.packets_skipped)
+            return
+    for ch in pieces:
         asm.feed(ch.records(), decode)
-        return
-    asm.stats.packets_skipped.update(probe.packets_skipped)
 
 
-def _vector_assemble(asm: B.Assembler, ch: Chunk, d: Decoded) -> bool:
-    """Vectorised assembly of decoded packets; False (nothing changed) if the chunk needs the scalar one."""
+def _concat(decs: list[Decoded], sizes: list[int]) -> Decoded:
+    starts = np.cumsum([0, *sizes[:-1]])
+    cols = {f: np.concatenate([getattr(d, f) for d in decs]) for f in Decoded.__dataclass_fields__ if f != "index"}
+    index = np.concatenate([d.index + s for d, s in zip(decs, starts, strict=True)])
+    return Decoded(index=index, **cols)
+
+
+def _vector_assemble(asm: B.Assembler, ts_all: np.ndarray, tmax: float, d: Decoded) -> bool:
+    """Vectorised assembly of decoded packets (`d.index` into the chunk's `ts_all`); False (nothing
+    changed) if the chunk needs the scalar assembler."""
     cfg = asm.config
-    tmax = float(ch.ts.max())
     m = len(d.index)
     if m == 0:
         asm.max_ts = tmax if asm.max_ts is None else max(asm.max_ts, tmax)
         return True
-    ts = ch.ts[d.index]
+    ts = ts_all[d.index]
     src_first = (d.shi < d.dhi) | ((d.shi == d.dhi) & ((d.slo < d.dlo) | ((d.slo == d.dlo) & (d.sport <= d.dport))))
     sf = src_first
     ahi, alo, ap = np.where(sf, d.shi, d.dhi), np.where(sf, d.slo, d.dlo), np.where(sf, d.sport, d.dport)
