@@ -71,7 +71,7 @@ def test_grammar_constrained_sampling_is_well_formed():
     tokens, lengths = codec.encode(flows)
     kinds = torch.as_tensor(codec.kinds())
     loose = Grammar(codec, "cpu")
-    for row, n, proto in zip(tokens, lengths, flows.protocol, strict=True):
+    for row, n, proto in zip(tokens[:15], lengths[:15], flows.protocol[:15], strict=True):
         count = 0
         for t in range(2, n):
             ok = loose.mask(kinds[row[t - 1]][None], torch.tensor([count]), torch.tensor([proto == 6]),
