@@ -99,6 +99,10 @@ def test_mirage_json_crafted(tmp_path: Path) -> None:
     assert t.direction[1, 0] == 1 and t.extra["labeling_type"].tolist() == ["exact", None]
     assert import_flows(tmp_path / "mirage", mirage_label="android").label.tolist() == [
         "com.facebook.katana", "background"]
+    acks_out = import_flows(tmp_path / "mirage", exclude_empty=True, min_packets=2)  # tcbench's filtering
+    assert len(acks_out) == 1 and acks_out.payload_len[0, :2].tolist() == [1400, 35]
+    np.testing.assert_allclose(acks_out.iat[0, :2], [0, 0.5])
+    assert acks_out.tcp_flags[0, :2].tolist() == [0x12, 0x18] and acks_out.packets_total[0] == 9
 
 
 def test_nfstream_csv_crafted_with_padding(tmp_path: Path) -> None:

@@ -151,12 +151,14 @@ def import_flows_cmd(
     nfstream_size: Annotated[
         str, typer.Option("--nfstream-size", help="what nfstream's splt_ps counts: link, ip, transport, payload")
     ] = "link",
+    min_packets: Annotated[int, typer.Option("--min-packets", min=1, help="drop flows with fewer packets")] = 1,
+    exclude_empty: Annotated[bool, typer.Option("--exclude-empty", help="drop zero-payload packets first")] = False,
 ) -> None:
     """Convert CESNET PPI / MIRAGE JSON / nfstream CSV flows into a netsynth flow table."""
     from netsynth.flows.interop import import_flows
 
     table = import_flows(path, format, packets=packets, label_column=label_column, mirage_label=mirage_label,
-                         nfstream_size=nfstream_size)
+                         nfstream_size=nfstream_size, min_packets=min_packets, exclude_empty=exclude_empty)
     table.write(output)
     err.print(f"imported {len(table)} flows ({len(table.classes)} classes) to {output}")
 

@@ -34,6 +34,7 @@ Only `netsynth.errors` and the flow-table contract are imported: this module sta
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -58,8 +59,10 @@ _FLAG_LETTERS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x2
 class _Rows:
     """Accumulates imported flows as Python lists, then builds one FlowTable."""
 
-    def __init__(self, width: int | None) -> None:
+    def __init__(self, width: int | None, min_packets: int = 1, exclude_empty: bool = False) -> None:
         self.width = width
+        self.min_packets = min_packets
+        self.exclude_empty = exclude_empty
         self.seq: dict[str, list[list]] = {k: [] for k in ("payload", "direction", "iat", "flags", "window")}
         self.cols: dict[str, list] = {k: [] for k in (
             "label", "flow_id", "capture", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "ip_version",
@@ -69,8 +72,17 @@ class _Rows:
 
     def add(self, payload: list[int], direction: list[int], iat: list[float], flags: list[int] | None = None,
             window: list[int] | None = None, extra: dict[str, Any] | None = None, **cols: Any) -> None:
-        """One flow; empty flows (no packet) are counted and skipped."""
-        if not payload:
+        """One flow; flows with fewer than `min_packets` packets (after `exclude_empty` drops the
+        zero-payload ones, as tcbench and CESNET do) are counted and skipped."""
+        if self.exclude_empty:
+            keep = [i for i, x in enumerate(payload) if x > 0]
+            payload, direction = [payload[i] for i in keep], [direction[i] for i in keep]
+            times = list(itertools.accumulate(iat))  # IATs between the packets that remain
+            kt = [times[i] for i in keep]
+            iat = [0.0] + [b - a for a, b in itertools.pairwise(kt)] if kt else []
+            flags = [flags[i] for i in keep] if flags is not None else None
+            window = [window[i] for i in keep] if window is not None else None
+        if len(payload) < max(1, self.min_packets):
             self.dropped += 1
             return
         n = len(payload)
@@ -195,7 +207,7 @@ def _find(names: Sequence[str], *candidates: str) -> str | None:
 
 
 # -------------------------------------------------------------------------------------------- PPI
-def _import_ppi(path: Path, width: int | None, label_column: str | None) -> FlowTable:
+def _import_ppi(path: Path, width: int | None, label_column: str | None, rows: _Rows) -> FlowTable:
     if path.suffix.lower() == ".npz":
         names, get = _read_npz(path)
     else:
@@ -215,7 +227,7 @@ def _import_ppi(path: Path, width: int | None, label_column: str | None) -> Flow
     stat = {k: (get(c) if (c := _find(names, k)) else [None] * n) for k in (
         "PACKETS", "PACKETS_REV", "DURATION", "TIME_FIRST", "SRC_IP", "DST_IP", "SRC_PORT", "DST_PORT",
         "PROTOCOL", "ID")}
-    rows = _Rows(width or PPI_PACKETS)
+    rows.width = width or PPI_PACKETS
     labels = get(lab)
     for i in range(n):
         where = f"{path}: row {i + 1}"
@@ -274,13 +286,12 @@ def _read_npz(path: Path) -> tuple[list[str], Callable[[str], list]]:
 
 
 # ----------------------------------------------------------------------------------------- MIRAGE
-def _import_mirage(path: Path, width: int | None, mirage_label: str) -> FlowTable:
+def _import_mirage(path: Path, mirage_label: str, rows: _Rows) -> FlowTable:
     if mirage_label not in ("bf_label", "android"):
         raise InputError(f"mirage_label must be 'bf_label' or 'android', not {mirage_label!r}")
     files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
     if not files:
         raise InputError(f"{path}: no .json files")
-    rows = _Rows(width)
     for f in files:
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
@@ -353,7 +364,7 @@ def _flags(v: Any) -> int:
 
 
 # --------------------------------------------------------------------------------------- nfstream
-def _import_nfstream(path: Path, width: int | None, label_column: str | None, size: str) -> FlowTable:
+def _import_nfstream(path: Path, label_column: str | None, size: str, rows: _Rows) -> FlowTable:
     if size not in _NF_SIZES:
         raise InputError(f"nfstream_size must be one of {', '.join(_NF_SIZES)}, not {size!r}")
     names, get = _read_table(path)
@@ -369,7 +380,6 @@ def _import_nfstream(path: Path, width: int | None, label_column: str | None, si
         *need, "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "ip_version", "id",
         "bidirectional_first_seen_ms", "bidirectional_duration_ms", "bidirectional_packets", "application_name")}
     labels = get(lab)
-    rows = _Rows(width)
     for i in range(len(labels)):
         where = f"{path}: row {i + 1}"
         d = _seq(col["splt_direction"][i], where)
@@ -459,10 +469,14 @@ def import_flows(
     label_column: str | None = None,
     mirage_label: str = "bf_label",
     nfstream_size: str = "link",
+    min_packets: int = 1,
+    exclude_empty: bool = False,
 ) -> FlowTable:
     """Read flows in another tool's layout into a FlowTable (see the module docstring for formats).
 
     `packets` sets N (default: 30 for PPI, the longest flow otherwise); longer sequences are cut.
+    `exclude_empty` drops zero-payload packets (tcbench's "remove ACKs"; IATs are re-summed between
+    the packets that remain) and `min_packets` then drops shorter flows (tcbench's MIRAGE filter is 10).
     `format=None` guesses from the file: .json/folder → mirage, .npz → ppi, else by the columns.
     """
     p = Path(path)
@@ -471,13 +485,16 @@ def import_flows(
     if packets is not None and not 1 <= packets <= 10000:
         raise InputError(f"packets must be between 1 and 10000, not {packets}")
     fmt = format or _guess(p)
+    rows = _Rows(packets, min_packets, exclude_empty)
     if fmt == "ppi":
-        return _import_ppi(p, packets, label_column)
+        return _import_ppi(p, packets, label_column, rows)
     if fmt == "mirage":
-        return _import_mirage(p, packets, mirage_label)
+        return _import_mirage(p, mirage_label, rows)
     if fmt == "nfstream":
-        return _import_nfstream(p, packets, label_column, nfstream_size)
+        return _import_nfstream(p, label_column, nfstream_size, rows)
     if fmt == "csv":
+        if min_packets > 1 or exclude_empty:
+            raise InputError("min_packets / exclude_empty apply to foreign layouts; a netsynth CSV is read as is")
         return _import_csv(p, packets)
     raise InputError(f"unknown flow format {fmt!r} (use one of {', '.join(FORMATS)})")
 
