@@ -35,7 +35,7 @@ from netsynth.extract.packets import CaptureReader, decode
 class Chunk:
     """A chunk of records as arrays: link type, time, data offset/length in `buf`, wire length."""
 
-    buf: bytes
+    buf: bytes | bytearray
     linktype: np.ndarray
     ts: np.ndarray
     doff: np.ndarray
@@ -45,12 +45,12 @@ class Chunk:
     def records(self) -> list[B.Record]:
         """The same records as `CaptureReader` iteration yields (for the scalar fallback)."""
         buf = self.buf
-        return [(lt, ts, buf[o : o + c], w) for lt, ts, o, c, w in zip(
+        return [(lt, ts, bytes(buf[o : o + c]), w) for lt, ts, o, c, w in zip(
             self.linktype.tolist(), self.ts.tolist(), self.doff.tolist(), self.cap.tolist(),
             self.wirelen.tolist(), strict=True)]
 
 
-def _raw_chunk(buf: bytes, offs: list[int], bo: str, unit: float, linktype: int) -> Chunk:
+def _raw_chunk(buf: bytes | bytearray, offs: list[int], bo: str, unit: float, linktype: int) -> Chunk:
     arr = np.frombuffer(buf, np.uint8)
     o = np.asarray(offs, np.int64)
     hdr = arr[o[:, None] + np.arange(16)].view(np.dtype(bo + "u4")).reshape(-1, 4)
@@ -203,7 +203,7 @@ def decode_chunk(ch: Chunk, keep: frozenset[int], stats: B.AssemblyStats) -> Dec
     ltl, wl = lt, ch.wirelen
     for i in slow.tolist():
         o = int(doff[i])
-        d = decode(int(ltl[i]), buf[o : o + int(cap[i])], int(wl[i]), keep)
+        d = decode(int(ltl[i]), bytes(buf[o : o + int(cap[i])]), int(wl[i]), keep)
         if type(d) is str:
             skipped[d] = skipped.get(d, 0) + 1
             continue

@@ -146,7 +146,7 @@ class CaptureReader:
         stream would lose a whole block, where the per-record reader keeps every packet before it)."""
         return self.format == "pcap" and isinstance(self._fh, io.BufferedReader)
 
-    def raw_chunks(self, block: int = 1 << 22) -> Iterator[tuple[bytes, list[int]]]:
+    def raw_chunks(self, block: int = 1 << 22) -> Iterator[tuple[bytearray, list[int]]]:
         """Uncompressed pcap only: `(buffer, record offsets)` per block of about `block` bytes.
 
         Same records, counts and warnings as iterating, without a Python object per record: the caller
@@ -155,12 +155,16 @@ class CaptureReader:
         """
         bo, _unit, _lt, limit = self._pcap_params
         u32 = struct.Struct(bo + "I").unpack_from
-        read = self._fh.read
+        readinto = self._fh.readinto
         carry = b""
         while True:
-            more = read(block)
-            buf = carry + more if carry else more
-            end = len(buf)
+            buf = bytearray(len(carry) + block)  # a fresh buffer per block: earlier pieces may still be in use
+            buf[: len(carry)] = carry
+            with memoryview(buf) as view:
+                got = readinto(view[len(carry) :])  # straight into place: no concatenation copy
+            more = got > 0
+            end = len(carry) + got
+            del buf[end:]
             offs: list[int] = []
             pos = _chain4(u32, buf, 0, end, limit, 1 << 40, offs)
             app = offs.append
@@ -171,7 +175,7 @@ class CaptureReader:
                 if incl > limit:
                     self.warnings.append(f"absurd record length {incl} after {self.packets + len(offs)} packets; "
                                          "rest of file ignored")
-                    more = b""
+                    more = False
                     end = pos  # nothing after this is read
                     break
                 nxt = pos + 16 + incl
@@ -189,7 +193,7 @@ class CaptureReader:
                 elif left >= 16:
                     self.warnings.append(f"truncated last record after {self.packets} packets")
                 return
-            carry = buf[pos:]
+            carry = bytes(buf[pos:])
 
     # ------------------------------------------------------------------ pcap
     def _header_error(self, what: str) -> InputError:
