@@ -74,7 +74,8 @@ class GridCodec:
         flags_dir = []
         for d in (0, 1):
             seen = flows.tcp_flags[tcp & (flows.direction == d)]
-            flags_dir.append(sorted({0, *(int(v) for v in np.unique(seen))}))
+            # only bytes really seen (0 only if seen, or if nothing was): snapping must not invent flags
+            flags_dir.append(sorted({int(v) for v in np.unique(seen)}) or [0])
         return cls(classes=flows.classes, max_packets=flows.max_packets, iat_lo=lo, iat_hi=hi,
                    sizes_by_class=by_class, flags_by_direction=flags_dir, size_cap=size_cap)
 
@@ -110,8 +111,12 @@ class GridCodec:
         part[~mask] = -1.0
         return grid
 
-    def decode(self, grid: np.ndarray, labels: Sequence[str], *, snap_sizes: bool = True) -> dict[str, Any]:
-        """Grid (n, N, C) -> n_packets, payload_len, direction, iat, tcp_flags and clip counts."""
+    def decode(self, grid: np.ndarray, labels: Sequence[str], *, snap_sizes: bool = True,
+               protocol: np.ndarray | None = None) -> dict[str, Any]:
+        """Grid (n, N, C) -> n_packets, payload_len, direction, iat, tcp_flags and clip counts.
+
+        With `protocol`, flows that are not TCP get flag byte 0 (flags exist only on TCP).
+        """
         g = np.asarray(grid, np.float64)
         if g.ndim != 3 or g.shape[1:] != (self.max_packets, N_CHANNELS):
             raise InputError(f"grid must have shape (n, {self.max_packets}, {N_CHANNELS}), got {g.shape}")
@@ -129,6 +134,8 @@ class GridCodec:
         iat = self.unscale_iat(g[..., C_IAT])
         iat[:, 0] = 0.0
         flags = self._snap_flags(g[..., C_FLAGS:], direction)
+        if protocol is not None:
+            flags[np.asarray(protocol) != 6] = 0
         mask = np.arange(width)[None, :] < n_packets[:, None]
         for arr in (size, direction, iat, flags):
             arr[~mask] = 0

@@ -292,11 +292,10 @@ class DiffusionGenerator(Generator):
             x = self.module_.ddim_sample(y_all[sl], p_all[sl], (self.codec_.max_packets, N_CHANNELS),
                                          steps=cfg.sample_steps, cond_scale=cfg.cond_scale, generator=gen)
             parts.append(x.float().cpu().numpy())
-        dec = self.codec_.decode(np.concatenate(parts), labels, snap_sizes=cfg.snap_sizes)
+        dec = self.codec_.decode(np.concatenate(parts), labels, snap_sizes=cfg.snap_sizes, protocol=protocol)
         self.last_clipped_ = dec["clipped"]
-        flags = np.where((protocol == 6)[:, None], dec["tcp_flags"], 0)  # no flags on UDP, by construction
         return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
-                        iat=dec["iat"], tcp_flags=flags)
+                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
 
     # ------------------------------------------------------------------ state
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
