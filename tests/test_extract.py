@@ -258,7 +258,7 @@ def test_unsupported_link_type_reported_once(tmp_path: Path) -> None:
     p = write_pcap(tmp_path / "u.pcap", eth_frames(tcp_conversation()), link=147)
     res = run([p, write_pcap(tmp_path / "ok.pcap", eth_frames(tcp_conversation()))])
     msgs = [w for w in res.warnings if "u.pcap" in w]
-    assert msgs == [f"{p}: unsupported link type 147; 6 packets skipped"]
+    assert msgs == [f"{p}: unsupported link type 147 (USER0); 6 packets skipped"]  # number and name
 
 
 def test_non_first_fragment_and_icmp_skipped(tmp_path: Path) -> None:

@@ -391,6 +391,17 @@ _PPP_IP = {0x0021: ETH_IP4, 0x0057: ETH_IP6}
 _IP6_EXT = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options: (len+1)*8 bytes
 _NULL_FAMILY = {2: ETH_IP4, 24: ETH_IP6, 28: ETH_IP6, 30: ETH_IP6, 10: ETH_IP6}
 SUPPORTED_LINKTYPES = frozenset({0, 1, 9, 12, 14, 101, 104, 108, 113, 228, 229, 276})
+# Names (tcpdump.org's LINKTYPE_ list) for the link types users meet that we do not decode, so the
+# warning says what the capture is, not just a number.
+LINKTYPE_NAMES = {
+    6: "IEEE802_5", 8: "SLIP", 10: "FDDI", 50: "PPP_HDLC", 51: "PPP_ETHER", 105: "IEEE802_11", 107: "FRELAY",
+    119: "IEEE802_11_PRISM", 127: "IEEE802_11_RADIOTAP", 143: "DOCSIS", 163: "IEEE802_11_AVS", 166: "PPP_PPPD",
+    187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX", 192: "PPI", 195: "IEEE802_15_4_WITHFCS", 197: "ERF",
+    201: "BLUETOOTH_HCI_H4_WITH_PHDR", 220: "USB_LINUX_MMAPPED", 226: "IPNET", 227: "CAN_SOCKETCAN",
+    230: "IEEE802_15_4_NOFCS", 239: "NFLOG", 240: "NETANALYZER", 249: "USBPCAP", 251: "BLUETOOTH_LE_LL",
+    252: "WIRESHARK_UPPER_PDU", 253: "NETLINK", 254: "BLUETOOTH_LINUX_MONITOR", 256: "BLUETOOTH_LE_LL_WITH_PHDR",
+    **{n: f"USER{n - 147}" for n in range(147, 163)},
+}
 
 # Protocols other than TCP/UDP that `protocols=` can keep as flows, by name (IANA numbers also work).
 PROTOCOL_NAMES = {"icmp": 1, "igmp": 2, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "sctp": 132}

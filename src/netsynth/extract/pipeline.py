@@ -36,7 +36,7 @@ import numpy as np
 from netsynth.errors import InputError
 from netsynth.extract import biflows as B
 from netsynth.extract.labels import LabelSource, flow_key, label_source
-from netsynth.extract.packets import SUPPORTED_LINKTYPES, CaptureReader, decode, sniff
+from netsynth.extract.packets import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, CaptureReader, decode, sniff
 from netsynth.flows import FlowTable
 
 
@@ -188,7 +188,7 @@ def _unsupported_message(path: Path, stats: B.AssemblyStats) -> str:
                     types.add(linktype)
     except InputError:
         pass
-    names = ", ".join(str(t) for t in sorted(types)) or "?"
+    names = ", ".join(f"{t} ({LINKTYPE_NAMES[t]})" if t in LINKTYPE_NAMES else str(t) for t in sorted(types)) or "?"
     n = stats.packets_skipped["unsupported_linktype"]
     return f"unsupported link type {names}; {n} packets skipped"
 
