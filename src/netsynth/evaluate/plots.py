@@ -204,16 +204,25 @@ def confusion_grid(results: dict) -> bytes:
     return _png(fig)
 
 
+CAPTIONS = {
+    "cdfs": "CDFs of payload length and IAT per direction (fold 0)",
+    "positions": "Per-position payload-size distributions, real vs synthetic (fold 0)",
+    "directions": "Direction patterns (fold 0)",
+    "augmentation": "Augmentation curves (mean ± std over folds and seeds)",
+    "cost": "Cost vs fidelity",
+    "confusion": "Confusion matrices, summed over folds",
+}
+
+
 def all_plots(results: dict, keep: Mapping[str, FlowTable] | None) -> dict[str, tuple[str, bytes]]:
     """{file stem: (caption, PNG)} for every figure this run can draw."""
     out: dict[str, tuple[str, bytes]] = {}
     if keep and TEST in keep and TRAIN in keep:
-        out["cdfs"] = ("CDFs of payload length and IAT per direction (fold 0)", cdfs(keep))
-        out["positions"] = ("Per-position payload-size distributions, real vs synthetic (fold 0)",
-                            position_heatmaps(keep))
-        out["directions"] = ("Direction patterns (fold 0)", direction_bars(keep))
+        out["cdfs"] = (CAPTIONS["cdfs"], cdfs(keep))
+        out["positions"] = (CAPTIONS["positions"], position_heatmaps(keep))
+        out["directions"] = (CAPTIONS["directions"], direction_bars(keep))
     if any(x.get("section") == "augment" for x in results["summary"]):
-        out["augmentation"] = ("Augmentation curves (mean ± std over folds and seeds)", augmentation_curves(results))
-    out["cost"] = ("Cost vs fidelity", cost_scatter(results))
-    out["confusion"] = ("Confusion matrices, summed over folds", confusion_grid(results))
+        out["augmentation"] = (CAPTIONS["augmentation"], augmentation_curves(results))
+    out["cost"] = (CAPTIONS["cost"], cost_scatter(results))
+    out["confusion"] = (CAPTIONS["confusion"], confusion_grid(results))
     return out
