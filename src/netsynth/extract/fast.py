@@ -288,19 +288,9 @@ def _vector_assemble(asm: B.Assembler, ts_all: np.ndarray, tmax: float, d: Decod
     seg = ~seg  # True where a new key starts
     seg[0] = True
     ts_s = ts[order]
-    gap = np.empty(m)
-    gap[0] = 0.0
-    gap[1:] = ts_s[1:] - ts_s[:-1]
-    if np.any(gap[~seg] < 0):
-        return False  # timestamps going backwards within a key: per-packet semantics
-    new = seg | (gap > cfg.idle_timeout)
-    ps = np.flatnonzero(new)
-    pe = np.append(ps[1:], m)
     seg_starts = np.flatnonzero(seg)
-    first_ts, last_ts = ts_s[ps], ts_s[pe - 1]
-    if cfg.active_timeout is not None and np.any(last_ts - first_ts > cfg.active_timeout):
-        return False
-    # --- look up carried flows; bail out before changing anything if they break the vector rules
+    seg_ends = np.append(seg_starts[1:], m)
+    # --- carried flows (from earlier chunks) of each key
     kl = [k[seg_starts].tolist() for k in keys]
     active = asm.active
     group_keys, carried = [], []
@@ -308,19 +298,45 @@ def _vector_assemble(asm: B.Assembler, ts_all: np.ndarray, tmax: float, d: Decod
         key = (proto, (_bytes(ver, a1, a2), a3), (_bytes(ver, b1, b2), b3))
         group_keys.append(key)
         carried.append(active.get(key))
-    seg_of_piece = np.cumsum(seg)[ps] - 1
+    # --- gaps against the latest time seen in the flow (a running maximum where time goes backwards)
+    prev = np.empty(m)
+    prev[0] = 0.0
+    prev[1:] = ts_s[:-1]
+    segid = np.cumsum(seg) - 1
+    back_in = np.flatnonzero((ts_s[1:] < ts_s[:-1]) & ~seg[1:]) + 1
+    flagged = set(segid[back_in].tolist())
+    starts_l = ts_s[seg_starts].tolist()
+    backwards = len(back_in)
+    for gi, flow in enumerate(carried):
+        if flow is not None and starts_l[gi] < flow[LAST_]:
+            flagged.add(gi)
+    for gi in flagged:
+        s0, e0 = int(seg_starts[gi]), int(seg_ends[gi])
+        run = np.maximum.accumulate(ts_s[s0 : e0 - 1]) if e0 - s0 > 1 else ts_s[s0:s0]
+        flow = carried[gi]
+        if flow is not None:
+            run = np.maximum(run, flow[LAST_])
+        prev[s0 + 1 : e0] = run
+    gap = ts_s - prev
+    if flagged:
+        backwards = int(np.count_nonzero((gap < 0) & ~seg))
+        backwards += sum(1 for gi, f in enumerate(carried) if f is not None and starts_l[gi] < f[LAST_])
+    new = seg | (gap > cfg.idle_timeout)
+    ps = np.flatnonzero(new)
+    pe = np.append(ps[1:], m)
+    first_ts = ts_s[ps]
+    last_ts = np.maximum.reduceat(ts_s, ps) if flagged else ts_s[pe - 1]
+    if cfg.active_timeout is not None and np.any(last_ts - first_ts > cfg.active_timeout):
+        return False
+    seg_of_piece = segid[ps]
     first_piece = seg[ps]
     ts_first_l = first_ts.tolist()
-    for gi, flow in enumerate(carried):
-        if flow is None:
-            continue
-        t0 = float(ts_s[seg_starts[gi]])
-        if t0 < flow[LAST_]:
-            return False
-        if t0 - flow[LAST_] <= cfg.idle_timeout and cfg.active_timeout is not None:
-            pi = int(np.searchsorted(ps, seg_starts[gi]))
-            if float(last_ts[pi]) - flow[B.FIRST] > cfg.active_timeout:
-                return False
+    if cfg.active_timeout is not None:
+        for gi, flow in enumerate(carried):
+            if flow is not None and starts_l[gi] - flow[LAST_] <= cfg.idle_timeout:
+                pi = int(np.searchsorted(ps, seg_starts[gi]))
+                if float(last_ts[pi]) - flow[B.FIRST] > cfg.active_timeout:
+                    return False
     # --- per-piece numbers and the kept prefix, for all pieces at once
     pay_s = d.payload[order]
     side = src_first[order]
@@ -383,11 +399,14 @@ def _vector_assemble(asm: B.Assembler, ts_all: np.ndarray, tmax: float, d: Decod
             created.append((orig_first[p], flow))
             flow[B.PAYLOAD] = L_pay[k0:k1]
             flow[B.DIRECTION] = L_dir[k0:k1]
-            flow[B.IAT] = L_iat[k0:k1]
             flow[B.FLAGS] = L_flags[k0:k1]
             flow[B.WINDOW] = L_win[k0:k1]
-            if k1 > k0:
-                flow[B.LAST_KEPT] = L_ts[k1 - 1]
+            if gi in flagged:  # IATs from the latest kept time, as the scalar assembler does
+                flow[B.IAT], flow[B.LAST_KEPT] = _kept_iats(L_ts[k0:k1], t0, False)
+            else:
+                flow[B.IAT] = L_iat[k0:k1]
+                if k1 > k0:
+                    flow[B.LAST_KEPT] = L_ts[k1 - 1]
             flip = False
         else:
             pl = flow[B.PAYLOAD]
@@ -395,18 +414,14 @@ def _vector_assemble(asm: B.Assembler, ts_all: np.ndarray, tmax: float, d: Decod
             room = n_keep - len(pl)
             if room > 0 and k1 > k0:
                 k1 = min(k1, k0 + room)
-                iats = L_iat[k0:k1]
-                if pl:
-                    gap0 = L_ts[k0] - flow[B.LAST_KEPT]
-                    iats[0] = gap0 if gap0 > 0.0 else 0.0
+                iats, flow[B.LAST_KEPT] = _kept_iats(L_ts[k0:k1], flow[B.LAST_KEPT], bool(pl))
                 pl.extend(L_pay[k0:k1])
                 flow[B.DIRECTION].extend([1 - x for x in L_dir[k0:k1]] if flip else L_dir[k0:k1])
                 flow[B.IAT].extend(iats)
                 flow[B.FLAGS].extend(L_flags[k0:k1])
                 flow[B.WINDOW].extend(L_win[k0:k1])
-                if L_ts[k1 - 1] > flow[B.LAST_KEPT]:
-                    flow[B.LAST_KEPT] = L_ts[k1 - 1]
-        flow[LAST_] = last_l[p]
+        if last_l[p] > flow[LAST_] or flow[B.TOTAL] == 0:
+            flow[LAST_] = last_l[p]
         flow[B.TOTAL] += cnt[p]
         flow[B.BYTES] += nbytes[p]
         flow[B.ELIGIBLE] += n_elig[p]
@@ -418,8 +433,25 @@ def _vector_assemble(asm: B.Assembler, ts_all: np.ndarray, tmax: float, d: Decod
         flow[B.SEQ] = asm.seq + i
     asm.seq += len(created)
     asm.stats.packets_used += m
+    asm.stats.backwards_timestamps += backwards
     asm.max_ts = tmax if asm.max_ts is None else max(asm.max_ts, tmax)
     return True
+
+
+def _kept_iats(times: list[float], last_kept: float, had: bool) -> tuple[list[float], float]:
+    """IATs of kept packets as the scalar assembler computes them: from the latest kept time (the
+    flow's first time before any), 0 for a flow's first kept packet, clamped at 0."""
+    out = []
+    for t in times:
+        if had:
+            x = t - last_kept
+            out.append(x if x > 0.0 else 0.0)
+        else:
+            out.append(0.0)
+            had = True
+        if t > last_kept:
+            last_kept = t
+    return out, last_kept
 
 
 LAST_ = B.LAST
