@@ -14,9 +14,10 @@ Assembly is vectorised per chunk too: packets are sorted by flow key (stably, so
 within a key), idle-timeout splits found with array comparisons, and totals, kept-prefix selection and
 inter-arrival times computed for all flow pieces at once; Python then runs once per flow piece (not
 per packet) to merge pieces into the assembler's flow lists. A chunk where the vectorised semantics
-would not be exact — timestamps going backwards within a key, fragments, an active timeout reached —
-is handed to the scalar assembler instead (same state, same result). `tcp_end` and retransmission
-exclusion need per-packet state and always use the scalar assembler.
+would not be exact — fragments, an active timeout reached — is handed to the scalar assembler instead
+(same state, same result). Timestamps going backwards inside a key are handled here: gaps are taken
+against a running maximum for the affected keys, and their kept IATs computed as the scalar path does.
+`tcp_end` and retransmission exclusion need per-packet state and always use the scalar assembler.
 """
 
 from __future__ import annotations
