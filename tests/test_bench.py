@@ -42,7 +42,7 @@ def tiny_table(n_per_class: int = 24, seed: int = 0) -> FlowTable:
 def bench_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
     opts = BenchOptions(folds=2, quick=True, progress=False, n_jobs=1, fractions=(0.25,), ratio_fractions=(0.25,),
-                        multivariate_points=100, command="test")
+                        multivariate_points=100, feature_sets=("paper",), command="test")
     return run_bench(tiny_table(), None, ["independent", "empirical"], out, opts), out
 
 
