@@ -35,6 +35,10 @@ vocab_size × 256 for the embedding — 1,828,064 for iot-type16's 781-token voc
 (`info()["parameters"]` reports the exact count of a fitted model). 4 × 256 rather than 6 × 192 because
 per-layer element-wise work, not matrix products, bounds CPU speed; d_state 16 rather than 32 because
 the sampler's cost per token is dominated by reading and writing the (B, H, P, N) state.
+
+Measured on iot-type16 (2-core CPU shared with several other jobs): 540 s budget → 2–3 epochs,
+~380 steps, best val loss 0.650; TSTR macro F1 0.384 ± 0.003 (TRTR 0.674), exact-copy rate 0.74 (real
+test flows: 0.94), 39 flows/s sampling.
 """
 
 from __future__ import annotations
