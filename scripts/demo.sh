@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 start=$(date +%s)
 
 echo "== 1/5 extract: data/demo/captures -> $OUT/flows.parquet"
-"$NS" extract data/demo/captures --labels data/demo/labels.csv --packets 20 --min-packets 3 -o "$OUT/flows.parquet"
+"$NS" extract data/demo/captures --labels data/demo/labels.csv --packets 20 --min-packets 5 -o "$OUT/flows.parquet"
 
 echo "== 2/5 split by capture (20 % test, seed 0)"
 "$NS" split "$OUT/flows.parquet" -o "$OUT/split" --by capture --test-size 0.2 --seed 0

@@ -40,6 +40,12 @@ class GPTConfig(TokenModelConfig):
     tie_embeddings: bool = True
     class_broadcast: bool = True
     rope_base: float = 10000.0
+    # Training length. Measured on iot-type16 (6,581 train flows, 1 CPU thread): 12 epochs = 2,232 steps,
+    # 358 s of CPU time, best validation loss 0.491 (0.551 after 6), TSTR macro F1 0.642 and direction
+    # 3-gram JSD 0.016 (0.599 / 0.034 after 6). Epochs, not wall-clock time, end a default run, so the
+    # result does not depend on how busy the machine is; max_time is only a safety cap.
+    max_epochs: int = 12
+    max_time: float | None = 1200.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
