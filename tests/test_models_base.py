@@ -117,3 +117,62 @@ def test_training_resumes_from_checkpoint(tmp_path):
                     generator=torch.Generator().manual_seed(99))
     assert summary["epochs"] == 6
     torch.testing.assert_close(module.weight, full.weight)
+
+
+def test_schedule_horizon_shrinks_only_when_the_budget_binds():
+    from netsynth.models._train import schedule_horizon
+
+    assert schedule_horizon(1000, 100, 10.0, None) == 1000  # no budget: max_epochs sizes the schedule
+    assert schedule_horizon(1000, 100, 10.0, 1000.0) == 1000  # budget allows more: unchanged
+    assert schedule_horizon(1000, 100, 10.0, 50.0) == int(100 * 0.95 * 5)  # ~4.75 epochs fit
+    assert schedule_horizon(1000, 100, 10.0, 1.0) == 100  # never shorter than what is already done
+    # the cosine then reaches its floor at the shortened horizon
+    assert lr_factor(475, 475, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_time_capped_run_decays_and_epoch_run_keeps_its_schedule(monkeypatch):
+    import netsynth.models._train as tr
+
+    clock = {"t": 0.0}
+
+    def fake_clock():  # every call advances 0.05 s: a deterministic "slow" machine
+        clock["t"] += 0.05
+        return clock["t"]
+
+    lrs: list[float] = []
+    real_step = tr._step
+
+    def spy(module, loss_fn, opt, ema, batch, settings, step, total, device):
+        out = real_step(module, loss_fn, opt, ema, batch, settings, step, total, device)
+        lrs.append(opt.param_groups[0]["lr"])
+        return out
+
+    monkeypatch.setattr(tr, "_step", spy)
+    monkeypatch.setattr(tr.time, "perf_counter", fake_clock)
+    base = dict(lr=0.05, batch_size=16, warmup_steps=2, progress=False, patience=100, max_epochs=100,
+                min_lr_ratio=0.1)
+    _, capped = _fit(TrainSettings(**base, max_time=5.0))
+    assert capped["stop_reason"] == "max_time" and capped["schedule_steps"] < 100 * 10
+    assert lrs[-1] < 0.05 * 0.2  # decayed close to the floor (0.005) before time ran out
+    lrs.clear()
+    # a generous budget: the run ends on max_epochs with exactly the schedule of a run without max_time
+    _, free = _fit(TrainSettings(**{**base, "max_epochs": 3}, max_time=1e6))
+    lrs_free = list(lrs)
+    lrs.clear()
+    _, none = _fit(TrainSettings(**{**base, "max_epochs": 3}, max_time=None))
+    assert free["stop_reason"] == "max_epochs" and free["schedule_steps"] == none["schedule_steps"] == 30
+    assert lrs_free == lrs
+
+
+def test_ema_warm_up_decay():
+    from netsynth.models._train import _EMA
+
+    m = torch.nn.Linear(2, 1, bias=False)
+    ema = _EMA(m, 0.99)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(90) == pytest.approx(0.91)
+    assert ema.decay_at(10_000) == 0.99
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema.shadow["weight"].zero_()
+    ema.update(m, 0)  # first step: the average is 90 % the new weights, not 1 %
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 2), 0.9))

@@ -91,6 +91,28 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def schedule_horizon(total_steps: int, steps_done: int, elapsed: float, max_time: float | None,
+                     margin: float = 0.95) -> int:
+    """Steps the cosine schedule is sized to: `total_steps`, or fewer when `max_time` will stop the run.
+
+    Called once, after the first epoch (`steps_done` steps and its validation took `elapsed` s): the
+    budget then allows about margin·max_time/elapsed epochs' worth of steps. When that is at least
+    `total_steps`, the horizon stays `total_steps`, so a run that ends on max_epochs keeps the exact,
+    timing-independent schedule of a run without max_time (determinism for a seed). Otherwise the
+    learning rate reaches its floor near the end of the budget instead of staying near its peak.
+    """
+    if max_time is None or elapsed <= 0 or steps_done <= 0:
+        return int(total_steps)
+    affordable = int(steps_done * margin * max_time / elapsed)
+    return int(max(steps_done, min(total_steps, affordable)))
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> int:
+    if not history:
+        return 0
+    return int(min(history, key=lambda h: h["val_loss"])["epoch"])
+
+
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only: norms, biases and embeddings' gains are left alone (as in nanoGPT)."""
     decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
@@ -138,11 +160,21 @@ class _EMA:
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        """Warm-up: min(decay, (1+step)/(10+step)), so early steps are not averaged with the random init.
+
+        With a fixed 0.99 and a few hundred steps the average still carried (0.99^300 ≈ 5 %) of the
+        initial weights and lagged the live model by ~100 steps; the warm-up averages roughly the last
+        10 % of the steps taken so far until `decay` takes over (step ≈ 890 for 0.99).
+        """
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, step: int | None = None) -> None:
+        decay = self.decay if step is None else self.decay_at(step)
         for k, v in module.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+                self.shadow[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
             else:
                 self.shadow[k].copy_(v)
 
@@ -216,13 +248,13 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
     module.to(device).train()
     n = len(train_data[0])
     steps_per_epoch = max(1, math.ceil(n / settings.batch_size))
-    total_steps = steps_per_epoch * settings.max_epochs
+    total_steps = steps_per_epoch * settings.max_epochs  # the progress bar's length
     opt = torch.optim.AdamW(_param_groups(module, settings.weight_decay), lr=settings.lr,
                             betas=settings.betas, fused=False)
     ema = _EMA(module, settings.ema) if settings.ema else None
     ckpt = Path(settings.checkpoint_dir) if settings.checkpoint_dir else None
     st: dict[str, Any] = {"epoch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "history": [],
-                          "elapsed": 0.0}
+                          "elapsed": 0.0, "horizon": total_steps}
     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     if ckpt is not None:
         resumed = _load_checkpoint(ckpt, module, opt, ema, generator, device)
@@ -239,7 +271,7 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             losses = []
             for idx in _batches(n, settings.batch_size, generator, lengths):
                 loss = _step(module, loss_fn, opt, ema, [t[idx].to(device) for t in train_data], settings,
-                             st["step"], total_steps, device)
+                             st["step"], st["horizon"], device)
                 losses.append(loss)
                 st["step"] += 1
                 bar.update(st["step"], loss=loss)
@@ -249,7 +281,8 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             st["epoch"] += 1
             val = _validate(module, ema, loss_fn, valid_data, settings.batch_size, device)
             st["history"].append({"epoch": st["epoch"], "train_loss": sum(losses) / max(len(losses), 1),
-                                  "val_loss": val})
+                                  "val_loss": val, "steps": st["step"],
+                                  "seconds": round(time.perf_counter() - t0, 3)})
             bar.update(st["step"], val=val)
             if val < st["best"] - 1e-4:
                 st["best"], st["bad_epochs"] = val, 0
@@ -258,6 +291,8 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             else:
                 st["bad_epochs"] += 1
             st["elapsed"] = time.perf_counter() - t0
+            if st["epoch"] == 1:
+                st["horizon"] = schedule_horizon(total_steps, st["step"], st["elapsed"], settings.max_time)
             if ckpt is not None:
                 _save_checkpoint(ckpt, module, opt, ema, st, generator)
                 from safetensors.torch import save_file
@@ -271,6 +306,7 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
     module.load_state_dict(best_state)
     module.eval()
     return {"epochs": st["epoch"], "steps": st["step"], "best_val_loss": float(st["best"]),
+            "best_epoch": _best_epoch(st["history"]), "schedule_steps": int(st["horizon"]),
             "seconds": round(time.perf_counter() - t0, 3), "stop_reason": stop_reason,
             "history": st["history"]}
 
@@ -288,7 +324,7 @@ def _step(module: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, ema: _
         nn.utils.clip_grad_norm_(module.parameters(), settings.grad_clip)
     opt.step()
     if ema is not None:
-        ema.update(module)
+        ema.update(module, step)
     return float(loss.detach())
 
 
