@@ -166,3 +166,13 @@ def test_config_json_roundtrip(name):
     assert cls.config_class.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(InputError, match="unknown"):
         cls.config_class.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_parameter_count_without_training(name, fitted, flows):
+    cls = get_generator(name)
+    fresh = cls(cls.tiny_config(), device="cpu", random_state=0)
+    assert fresh.parameter_count() is None  # depends on the data: no table, no number
+    expected = fitted(name).n_parameters()
+    assert fresh.parameter_count(flows) == expected == fitted(name).parameter_count()
+    assert not fresh._is_fitted()  # counting did not fit the instance itself

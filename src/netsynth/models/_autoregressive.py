@@ -240,13 +240,25 @@ class AutoregressiveGenerator(Generator):
         """A fresh network implementing `TokenModel` for this vocabulary and sequence length."""
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, train: FlowTable, valid: FlowTable, rng: np.random.Generator) -> dict[str, Any]:
+    def _fit_codec(self, train: FlowTable, valid: FlowTable) -> TokenCodec:
         cfg = self.config_
-        device = resolve_device(self.device)
         codec = TokenCodec.fit(train, min_size_count=cfg.min_size_count, max_exact_sizes=cfg.max_exact_sizes,
                                bin_width=cfg.size_bin_width, rare_sizes=cfg.rare_sizes, iat_bins=cfg.iat_bins)
         # the validation split may hold a class/size the codec did not see: keep classes in sync
         codec.classes = sorted(set(codec.classes) | set(valid.classes))
+        return codec
+
+    def _count_parameters(self, flows: FlowTable, train: FlowTable, valid: FlowTable,
+                          given_valid: FlowTable | None) -> int:
+        codec = self._fit_codec(train, valid)
+        with seeded_torch(0):
+            module = self._build_module(codec.vocab_size, codec.max_length)
+        return int(sum(p.numel() for p in module.parameters()))
+
+    def _fit(self, train: FlowTable, valid: FlowTable, rng: np.random.Generator) -> dict[str, Any]:
+        cfg = self.config_
+        device = resolve_device(self.device)
+        codec = self._fit_codec(train, valid)
         tr_tok, _ = codec.encode(train)
         va_tok, _ = codec.encode(valid)
         width = int(max((tr_tok != PAD).sum(axis=1).max(), (va_tok != PAD).sum(axis=1).max()))

@@ -287,14 +287,7 @@ class Generator(ABC):
         flows.validate("training flows")
         _ = self.config_
         rng = as_generator(self.random_state)
-        if valid is None:
-            tr, va = stratified_split(flows.label.astype(str), self.valid_fraction, rng)
-            train, valid = flows.take(tr), flows.take(va)
-            if len(valid) == 0:
-                valid = train
-        else:
-            valid.validate("validation flows")
-            train = flows
+        train, valid = self._split(flows, valid, rng)
         self.classes_ = flows.classes
         self.class_counts_ = {c: int(v) for c, v in flows.class_counts().items()}
         self.max_packets_ = flows.max_packets
@@ -308,6 +301,40 @@ class Generator(ABC):
         self.training_ = {**summary, "fit_seconds": round(time.perf_counter() - t0, 3)}
         self.model_hash_ = self._hash()
         return self
+
+    def parameter_count(self, flows: FlowTable | None = None, *, valid: FlowTable | None = None) -> int | None:
+        """Exact number of parameters `fit(flows, valid=valid)` would give, without training.
+
+        Without `flows`: the fitted model's count, or None when unfitted (every family's size depends
+        on the data: vocabulary, classes, protocols, states). With `flows`: the same validation split
+        as `fit` is drawn from `random_state` (exact for an int seed; with None the split, and so a
+        codec's rare-size vocabulary, is random), then deep families fit only their codec and build
+        the untrained network; baselines are simply fitted (they are cheap).
+        """
+        if flows is None:
+            return int(self.n_parameters()) if self._is_fitted() else None
+        if not isinstance(flows, FlowTable) or len(flows) == 0:
+            raise InputError(f"{self.name}: parameter_count needs a non-empty FlowTable")
+        flows.validate("training flows")
+        _ = self.config_
+        train, valid_part = self._split(flows, valid, as_generator(self.random_state))
+        return int(self._count_parameters(flows, train, valid_part, valid))
+
+    def _count_parameters(self, flows: FlowTable, train: FlowTable, valid: FlowTable,
+                          given_valid: FlowTable | None) -> int:
+        """Hook for `parameter_count`: default fits a copy (right for cheap, non-neural families)."""
+        clone = type(self)(self.config, device="cpu", random_state=self.random_state)
+        return clone.fit(flows, valid=given_valid).n_parameters()
+
+    def _split(self, flows: FlowTable, valid: FlowTable | None,
+               rng: np.random.Generator) -> tuple[FlowTable, FlowTable]:
+        """(train, valid) as `fit` uses them: a stratified hold-out unless `valid` is given."""
+        if valid is None:
+            tr, va = stratified_split(flows.label.astype(str), self.valid_fraction, rng)
+            train, held = flows.take(tr), flows.take(va)
+            return train, (held if len(held) else train)
+        valid.validate("validation flows")
+        return flows, valid
 
     def sample(self, n: int | Mapping[str, int], *, random_state: RandomState = None) -> FlowTable:
         """`n` flows in training proportions, or exact per-class counts from a mapping."""

@@ -263,6 +263,15 @@ class DiffusionGenerator(Generator):
         lookup = {c: i for i, c in enumerate(self.codec_.classes)}
         return np.array([lookup[str(c)] for c in labels], np.int64)
 
+    def _count_parameters(self, flows: FlowTable, train: FlowTable, valid: FlowTable,
+                          given_valid: FlowTable | None) -> int:
+        codec = GridCodec.fit(train)
+        n_classes = len(set(codec.classes) | set(valid.classes))
+        n_protocols = len({int(p) for p in train.protocol}) + 1
+        with seeded_torch(0):
+            module = GaussianDiffusion(self.config_, n_classes, n_protocols, codec.max_packets)
+        return int(sum(p.numel() for p in module.parameters()))
+
     def _build_module(self) -> GaussianDiffusion:
         return GaussianDiffusion(self.config_, len(self.codec_.classes), len(self.protocols_) + 1,
                                  self.codec_.max_packets)
