@@ -264,6 +264,7 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
                 from safetensors.torch import load_file
                 best_state = {k: v.to(device) for k, v in load_file(str(ckpt / "best.safetensors")).items()}
     t0 = time.perf_counter() - st["elapsed"]
+    c0 = time.process_time() - st.get("cpu_elapsed", 0.0)
     stop_reason = "max_epochs"
     with _progress(settings.progress, description, total_steps) as bar:
         bar.advance(st["step"])
@@ -282,7 +283,8 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             val = _validate(module, ema, loss_fn, valid_data, settings.batch_size, device)
             st["history"].append({"epoch": st["epoch"], "train_loss": sum(losses) / max(len(losses), 1),
                                   "val_loss": val, "steps": st["step"],
-                                  "seconds": round(time.perf_counter() - t0, 3)})
+                                  "seconds": round(time.perf_counter() - t0, 3),
+                                  "cpu_seconds": round(time.process_time() - c0, 3)})
             bar.update(st["step"], val=val)
             if val < st["best"] - 1e-4:
                 st["best"], st["bad_epochs"] = val, 0
@@ -291,6 +293,7 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             else:
                 st["bad_epochs"] += 1
             st["elapsed"] = time.perf_counter() - t0
+            st["cpu_elapsed"] = time.process_time() - c0
             if st["epoch"] == 1:
                 st["horizon"] = schedule_horizon(total_steps, st["step"], st["elapsed"], settings.max_time)
             if ckpt is not None:
