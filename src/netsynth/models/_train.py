@@ -13,6 +13,7 @@ never leaves global seeds behind.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import time
@@ -27,6 +28,9 @@ from torch import nn
 from netsynth.utils.io import atomic_dir
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
+# Data-parallel hook: netsynth.scale.ddp sets a World here for the ranks of a torch.distributed group
+# (sliced batches, summed gradients, shared stop decisions, rank-0 checkpoints); None = one process.
+DATA_PARALLEL: contextvars.ContextVar[Any] = contextvars.ContextVar("netsynth_data_parallel", default=None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,6 +250,8 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
            valid_data: Sequence[torch.Tensor], settings: TrainSettings, *, device: str,
            generator: torch.Generator, description: str, lengths: torch.Tensor | None) -> dict[str, Any]:
     module.to(device).train()
+    world = DATA_PARALLEL.get()
+    step_loss = loss_fn if world is None else world.wrap(module, loss_fn)
     n = len(train_data[0])
     steps_per_epoch = max(1, math.ceil(n / settings.batch_size))
     total_steps = steps_per_epoch * settings.max_epochs  # the progress bar's length
@@ -266,21 +272,22 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
     t0 = time.perf_counter() - st["elapsed"]
     c0 = time.process_time() - st.get("cpu_elapsed", 0.0)
     stop_reason = "max_epochs"
-    with _progress(settings.progress, description, total_steps) as bar:
+    with _progress(settings.progress and (world is None or world.is_main), description, total_steps) as bar:
         bar.advance(st["step"])
         while st["epoch"] < settings.max_epochs:
             losses = []
             for idx in _batches(n, settings.batch_size, generator, lengths):
-                loss = _step(module, loss_fn, opt, ema, [t[idx].to(device) for t in train_data], settings,
+                loss = _step(module, step_loss, opt, ema, [t[idx].to(device) for t in train_data], settings,
                              st["step"], st["horizon"], device)
                 losses.append(loss)
                 st["step"] += 1
                 bar.update(st["step"], loss=loss)
-                if settings.max_time is not None and time.perf_counter() - t0 > settings.max_time:
+                if settings.max_time is not None and _agree(world, time.perf_counter() - t0 > settings.max_time):
                     stop_reason = "max_time"
                     break
             st["epoch"] += 1
             val = _validate(module, ema, loss_fn, valid_data, settings.batch_size, device)
+            val = val if world is None else world.broadcast(val)  # one early-stopping decision
             st["history"].append({"epoch": st["epoch"], "train_loss": sum(losses) / max(len(losses), 1),
                                   "val_loss": val, "steps": st["step"],
                                   "seconds": round(time.perf_counter() - t0, 3),
@@ -296,7 +303,8 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             st["cpu_elapsed"] = time.process_time() - c0
             if st["epoch"] == 1:
                 st["horizon"] = schedule_horizon(total_steps, st["step"], st["elapsed"], settings.max_time)
-            if ckpt is not None:
+                st["horizon"] = st["horizon"] if world is None else int(world.broadcast(st["horizon"]))
+            if ckpt is not None and (world is None or world.is_main):
                 _save_checkpoint(ckpt, module, opt, ema, st, generator)
                 from safetensors.torch import save_file
                 save_file({k: v.detach().cpu().contiguous() for k, v in best_state.items()},
@@ -312,6 +320,11 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
             "best_epoch": _best_epoch(st["history"]), "schedule_steps": int(st["horizon"]),
             "seconds": round(time.perf_counter() - t0, 3), "stop_reason": stop_reason,
             "history": st["history"]}
+
+
+def _agree(world: Any, flag: bool) -> bool:
+    """A wall-clock stop must be taken by every rank at once, or the others wait forever."""
+    return flag if world is None else world.any(flag)
 
 
 def _step(module: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, ema: _EMA | None,
