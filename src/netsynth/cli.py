@@ -103,11 +103,19 @@ def extract(
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="a bad input file is fatal")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="dask://HOST:PORT or local:N: one Dask task per file; OUTPUT is then a folder of "
+        "part files (needs netsynth[scale])")] = None,
 ) -> None:
     """Read captures, assemble bidirectional flows, keep the first N packets of each (streamed to disk)."""
     from netsynth.extract import extract_to_parquet
 
-    result = extract_to_parquet(
+    write = extract_to_parquet
+    if scheduler is not None:
+        from netsynth.scale.dask_extract import extract_dask
+
+        write = functools.partial(extract_dask, scheduler=scheduler)
+    result = write(
         paths,
         output,
         require_flows=False,
