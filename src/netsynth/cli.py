@@ -254,6 +254,10 @@ def sample(
     classes: Annotated[list[str] | None, typer.Option("--class", help="NAME=N (repeatable)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device")] = "auto",
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="dask://HOST:PORT or local:N: shards as Dask tasks; OUTPUT is a folder of parts")] = None,
+    shard_size: Annotated[int | None, typer.Option(
+        "--shard-size", min=1, help="flows per shard (seeded by shard: same flows for any worker count)")] = None,
 ) -> None:
     """Sample synthetic flows from a trained generator."""
     from netsynth.models import load_generator
@@ -276,6 +280,14 @@ def sample(
     counts = [request] if isinstance(request, int) else list(request.values())
     if min(counts) < 0 or sum(counts) < 1:
         raise InputError("sample counts must be positive")
+    if scheduler is not None or shard_size is not None:
+        from netsynth.scale.dask_sample import DEFAULT_SHARD_SIZE, sample_sharded
+
+        done = sample_sharded(model_dir, request, output, seed=seed, shard_size=shard_size or DEFAULT_SHARD_SIZE,
+                              scheduler=scheduler, device=device, progress=err.is_terminal)
+        err.print(f"sampled {done.flows} flows in {done.shards_done} shards in {done.seconds:.1f} s "
+                  f"({done.flows_per_second:,.0f} flows/s); wrote {output}/")
+        return
     start = time.perf_counter()
     flows = model.sample(request, random_state=seed)
     seconds = time.perf_counter() - start
