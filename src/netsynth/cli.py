@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -224,6 +225,8 @@ def train(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="config override KEY=VALUE (repeatable)")] = None,
     valid: Annotated[Path | None, typer.Option("--valid", help="validation table (default: carved from train)")] = None,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="data-parallel processes (gloo on CPU, NCCL on GPUs); torchrun sets it itself")] = 1,
 ) -> None:
     """Fit a class-conditioned generator and save it (model.json + weights.safetensors)."""
     from netsynth.flows import FlowTable
@@ -231,6 +234,17 @@ def train(
 
     cls = get_generator(name)
     config = config_from_overrides(cls.config_class, _parse_pairs(overrides, "--set"))
+    if nproc > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
+        from netsynth.scale.ddp import fit_distributed
+
+        start = time.perf_counter()
+        ranks = fit_distributed(name, train_path, output, nproc=nproc, seed=seed, device=device,
+                                config=config.to_dict(), valid_path=valid)
+        if ranks[0]["rank"] == 0:
+            info = ranks[0]["info"]
+            err.print(f"trained {name} ({info.get('parameters', 0):,} parameters) on {len(ranks)} local "
+                      f"process(es) in {time.perf_counter() - start:.1f} s; saved to {output}")
+        return
     flows = FlowTable.read(train_path)
     valid_flows = FlowTable.read(valid) if valid else None
     start = time.perf_counter()
