@@ -24,6 +24,8 @@ from netsynth.extract.pipeline import CaptureInput, ExtractResult, _empty_table,
 from netsynth.flows import FlowTable
 from netsynth.scale._dask import connect, part_name, prepare_out_dir, progress_bar
 
+DEFAULT_TASK_BYTES = 8 << 20  # capture bytes per task: small files are grouped, big ones run alone
+
 
 @dataclass
 class PartResult:
@@ -40,32 +42,73 @@ class PartResult:
     per_class: dict[str, int] = field(default_factory=dict)
 
 
-def extract_part(run: _Run, item: CaptureInput, part: str) -> PartResult | InputError:
-    """Extract and label one capture and write its flows to `part` atomically (a pure task).
-
-    A user-caused failure (unreadable file) is returned, not raised: it is not worth retrying and must
-    reach the summary. Anything else raises, so that Dask retries the task.
-    """
+def _label_file(run: _Run, item: CaptureInput) -> tuple[list[FlowTable], PartResult] | InputError:
+    """Extract and label one capture with the single-process code (`extract_file`, `_Run.label`)."""
     try:
         res = extract_file(item, run.config, fast=run.fast, ndpi=run.ndpi)
     except InputError as exc:
         return exc
     local = dataclasses.replace(run, stats=B.AssemblyStats(), matched=set(), warnings=[])
-    tables = local.label(res)  # the single-process labelling; counts unlabelled drops in local.stats
+    tables = local.label(res)  # counts unlabelled drops in local.stats
     res.stats.add(local.stats)
-    rows = sum(len(t) for t in tables)
-    written = None
     counts: Counter[str] = Counter()
-    if rows:
+    for t in tables:
+        counts.update(t.label.astype(str).tolist())
+    rows = sum(len(t) for t in tables)
+    return tables, PartResult(item.capture, str(item.path), None, rows, res.packets_read, res.stats,
+                              list(res.warnings), bool(local.matched), dict(counts))
+
+
+def extract_part(run: _Run, items: Sequence[CaptureInput], part: str) -> list[PartResult | InputError]:
+    """Extract consecutive captures and write all their kept flows, in order, to `part` atomically.
+
+    A user-caused failure (an unreadable file) is returned in that file's place, not raised: it is not
+    worth retrying and must reach the summary. Anything else raises, so that Dask retries the task.
+    """
+    outcomes: list[PartResult | InputError] = []
+    tables: list[FlowTable] = []
+    for item in items:
+        got = _label_file(run, item)
+        if isinstance(got, InputError):
+            outcomes.append(got)
+            continue
+        tables.extend(got[0])
+        outcomes.append(got[1])
+    if any(len(t) for t in tables):
         table = FlowTable.concat(tables)
-        if run.ndpi and "ndpi_app" not in table.extra:
-            table.extra = {}
         table.metadata.update(run.metadata())
         table.write(part)  # validates, then temp name + rename
-        written = part
-        counts.update(table.label.astype(str).tolist())
-    return PartResult(item.capture, str(item.path), written, rows, res.packets_read, res.stats,
-                      list(res.warnings), bool(local.matched), dict(counts))
+        for res in outcomes:
+            if isinstance(res, PartResult) and res.rows:
+                res.part = part
+    return outcomes
+
+
+def group_files(items: Sequence[CaptureInput], task_bytes: int) -> list[list[CaptureInput]]:
+    """Consecutive files grouped until a group holds `task_bytes` of capture (a big file is alone).
+
+    Why: a task and a part file cost milliseconds each (scheduling, Parquet footer, rename on a shared
+    file system); for folders of small captures that overhead would exceed the extraction itself.
+    """
+    groups: list[list[CaptureInput]] = []
+    current: list[CaptureInput] = []
+    size = 0
+    for item in items:
+        current.append(item)
+        size += _size(item.path)
+        if size >= task_bytes:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # reported by the task that tries to read it
 
 
 def extract_dask(
@@ -74,11 +117,16 @@ def extract_dask(
     *,
     scheduler: Any = "local:2",
     retries: int = 2,
+    task_bytes: int = DEFAULT_TASK_BYTES,
     require_flows: bool = True,
     processes: bool = True,
     **options: Any,
 ) -> ExtractResult:
-    """Extract captures on a Dask cluster into `out_dir`, a folder of Parquet part files (one per file).
+    """Extract captures on a Dask cluster into `out_dir`, a folder of Parquet part files.
+
+    Consecutive files are grouped into tasks of about `task_bytes` of capture (1 = one task per file);
+    each task writes one part, named by task index, so the folder read in name order is `extract()`'s
+    table row for row.
 
     `options` are `extract()`'s (labels, packets, min_packets, ...; `jobs` is ignored: the cluster
     decides the parallelism). A task that raises is retried `retries` times; a file that still fails,
@@ -90,7 +138,7 @@ def extract_dask(
     options = {k: v for k, v in options.items() if k != "jobs"}
     run = _Run.make(paths, {**options, "paths": paths})
     out = prepare_out_dir(out_dir)
-    outcomes = _run_tasks(run, out, scheduler, retries, processes)
+    outcomes = _run_tasks(run, group_files(run.items, task_bytes), out, scheduler, retries, processes)
     written, per_class = _merge(run, outcomes)
     if run.strict and run.failed:
         path, reason = next(iter(run.failed.items()))
@@ -105,32 +153,35 @@ def extract_dask(
     return ExtractResult(_empty_table(run), summary, run.warnings)
 
 
-def _run_tasks(run: _Run, out: Path, scheduler: Any, retries: int, processes: bool) -> list[Any]:
-    """Submit one task per file; return, in input order, a PartResult, an InputError or the exception."""
-    n = len(run.items)
+def _run_tasks(run: _Run, groups: list[list[CaptureInput]], out: Path, scheduler: Any, retries: int,
+               processes: bool) -> list[Any]:
+    """Submit one task per group; return, per input file in order, a PartResult, an InputError or the
+    exception that failed its task after the retries."""
+    n = len(groups)
     shipped = dataclasses.replace(run, items=[], progress=False)  # small: the label source and options
     with connect(scheduler, processes=processes) as client:
         import distributed
 
         run_f = client.scatter(shipped, broadcast=True, hash=False)
-        futures = [client.submit(extract_part, run_f, item, str(out / part_name(i, n)), retries=retries,
+        futures = [client.submit(extract_part, run_f, group, str(out / part_name(i, n)), retries=retries,
                                  pure=False, key=f"netsynth-extract-{i}-{os.getpid()}-{id(run)}")
-                   for i, item in enumerate(run.items)]
+                   for i, group in enumerate(groups)]
         index = {f.key: i for i, f in enumerate(futures)}
-        outcomes: list[Any] = [None] * n
-        bar = progress_bar(run.progress, n, "extracting captures (dask)")
+        per_group: list[Any] = [None] * n
+        bar = progress_bar(run.progress, len(run.items), "extracting captures (dask)")
         try:
             for fut in distributed.as_completed(futures):
+                i = index[fut.key]
                 exc = fut.exception()
-                outcomes[index[fut.key]] = exc if exc is not None else fut.result()
+                per_group[i] = [exc] * len(groups[i]) if exc is not None else fut.result()
                 if bar is not None:
-                    bar.advance(bar.task)
+                    bar.advance(bar.task, len(groups[i]))
         finally:
             if bar is not None:
                 bar.stop()
             for fut in futures:
                 fut.release()
-    return outcomes
+    return [res for group in per_group for res in group]
 
 
 def _merge(run: _Run, outcomes: list[Any]) -> tuple[int, Counter[str]]:
