@@ -42,8 +42,9 @@ def connect(scheduler: Any, *, processes: bool = True) -> Iterator[Any]:
         n = int(m.group(1))
         if n < 1:
             raise InputError("local:N needs N >= 1 workers")
+        loopback = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process (inproc://)
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                           dashboard_address=None, silence_logs=40)
+                                           dashboard_address="127.0.0.1:0", silence_logs=40, **loopback)
         try:
             client = distributed.Client(cluster)
             try:
