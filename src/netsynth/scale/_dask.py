@@ -43,8 +43,12 @@ def connect(scheduler: Any, *, processes: bool = True) -> Iterator[Any]:
         if n < 1:
             raise InputError("local:N needs N >= 1 workers")
         loopback = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process (inproc://)
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                           dashboard_address="127.0.0.1:0", silence_logs=40, **loopback)
+        import dask
+
+        # non-daemonic worker processes: nDPI annotation (nfstream) starts processes of its own
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
+                                               dashboard_address="127.0.0.1:0", silence_logs=40, **loopback)
         try:
             client = distributed.Client(cluster)
             try:
