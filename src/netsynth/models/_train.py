@@ -200,7 +200,8 @@ def _save_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.shadow.items()})
     tensors["rng"] = gen.get_state()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    # clone: tied weights (embed = head in the transformer) share memory, which safetensors refuses to save
+    tensors = {k: v.detach().cpu().clone() for k, v in tensors.items()}
     with atomic_dir(path) as tmp:
         save_file(tensors, str(tmp / "checkpoint.safetensors"))
         (tmp / "state.json").write_text(json.dumps({**state, **scalars}), encoding="utf-8")
