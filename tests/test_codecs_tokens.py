@@ -71,3 +71,27 @@ def test_oversized_payloads_are_capped_not_crashing(flows):
     codec = TokenCodec.fit(flows)
     dec = codec.decode(codec.encode(big)[0])
     assert (dec["payload_len"][:, 0] == codec.size_cap).all()
+
+
+def test_iat_decoding_draws_from_the_bins_training_distribution():
+    # Bug fixed: every IAT decoded to its bin's median, so synthetic IATs took 16 values and the IAT
+    # histogram JSD against real flows was ~0.38 (real train vs test: ~0.02) on iot-type16.
+    from netsynth.flows import FlowTable
+
+    rng = np.random.default_rng(0)
+    n, width = 400, 6
+    iat = np.zeros((n, width))
+    iat[:, 1:] = rng.uniform(0.011, 0.019, (n, width - 1))  # all inside one log bin of the default grid
+    flows = FlowTable.build(label=["a"] * n, n_packets=np.full(n, width), payload_len=np.full((n, width), 100),
+                            direction=np.tile([0, 1, 0, 1, 0, 1], (n, 1)), iat=iat)
+    codec = TokenCodec.fit(flows)
+    tokens = codec.encode(flows)[0]
+    median = codec.decode(tokens)["iat"][:, 1:]
+    assert len(np.unique(median)) == 1 and np.isclose(median[0, 0], np.median(iat[:, 1:]), atol=1e-6)
+    drawn = codec.decode(tokens, np.random.default_rng(1))["iat"][:, 1:]
+    assert drawn.min() >= iat[:, 1:].min() - 1e-12 and drawn.max() <= iat[:, 1:].max() + 1e-12
+    assert len(np.unique(drawn)) > 1000  # continuous, not one value per bin
+    assert abs(np.quantile(drawn, 0.25) - np.quantile(iat[:, 1:], 0.25)) < 5e-4
+    again = TokenCodec.from_dict(json.loads(json.dumps(codec.to_dict())))
+    np.testing.assert_array_equal(again.decode(tokens, np.random.default_rng(1))["iat"], codec.decode(
+        tokens, np.random.default_rng(1))["iat"])

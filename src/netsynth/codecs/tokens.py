@@ -20,7 +20,7 @@ The codec is JSON-serialisable (`to_dict` / `from_dict`) and knows nothing about
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from netsynth.errors import InputError
 from netsynth.flows import FlowTable
 
 PAD, EOS = 0, 1
+IAT_QUANTILES = 33  # quantiles kept per IAT bin (every 1/32 of the bin's training distribution)
 # token kinds, used by grammar masks
 K_PAD, K_EOS, K_CLASS, K_PROTO, K_SIZE, K_BIN, K_OFFSET, K_TIME = range(8)
 KIND_NAMES = ("pad", "eos", "class", "proto", "size", "bin", "offset", "time")
@@ -48,6 +49,10 @@ class TokenCodec:
     size_cap: int = 1480
     bin_width: int = 64
     rare_sizes: str = "offset"
+    # Per IAT bin, evenly spaced quantiles of the training IATs inside it: decoding draws from this
+    # within-bin distribution instead of returning one value per bin, so synthetic IATs are continuous
+    # (bin medians alone give a spiky histogram: IAT JSD 0.38 vs 0.02 for real train on iot-type16).
+    iat_quantiles: list[list[float]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -72,7 +77,26 @@ class TokenCodec:
                     flag_values=flags, iat_edges=edges, iat_values=[], max_packets=flows.max_packets,
                     size_cap=size_cap, bin_width=bin_width, rare_sizes=rare_sizes)
         codec.iat_values = codec._bin_medians(flows.iat[mask].astype(np.float64))
+        codec.iat_quantiles = codec._bin_quantiles(flows.iat[mask].astype(np.float64))
         return codec
+
+    def _bin_quantiles(self, iat: np.ndarray, k: int = IAT_QUANTILES) -> list[list[float]]:
+        """`k` evenly spaced quantiles of the training IATs in each bin ([] for an empty bin)."""
+        b = self.iat_bin(iat)
+        levels = np.linspace(0.0, 1.0, k)
+        return [np.quantile(iat[b == i], levels).tolist() if np.any(b == i) else [] for i in range(self.n_iat)]
+
+    def _draw_iat(self, bins: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """IAT values for bin indices: a draw from the bin's training distribution, or its median."""
+        out = np.asarray(self.iat_values, np.float64)[bins]
+        if rng is None or not self.iat_quantiles:
+            return out
+        u = rng.random(len(bins))
+        for i, q in enumerate(self.iat_quantiles):
+            sel = bins == i
+            if len(q) >= 2 and sel.any():
+                out[sel] = np.interp(u[sel] * (len(q) - 1), np.arange(len(q)), q)
+        return out
 
     def _bin_medians(self, iat: np.ndarray) -> list[float]:
         """Decode value of each IAT bin: the training median inside it, else its geometric centre."""
@@ -208,7 +232,8 @@ class TokenCodec:
 
         Robust to any sequence (it reads tokens by kind, counting SIZE/BIN tokens as packet starts),
         so a grammar-constrained sampler and a sloppy one decode the same way. Rare-size bins decode to
-        a uniform draw inside the bin when `rng` is given (`rare_sizes="bin"`), else to the bin centre.
+        a uniform draw inside the bin when `rng` is given (`rare_sizes="bin"`), else to the bin centre;
+        IATs are drawn from the bin's training distribution when `rng` is given, else its median.
         """
         tokens = np.asarray(tokens, np.int64)
         n, _ = tokens.shape
@@ -242,7 +267,7 @@ class TokenCodec:
         pl[rows, pkt[rows, cols]] += tokens[rows, cols] - o["offset"]
         rows, cols = np.nonzero(valid & (kind == K_TIME))
         t = tokens[rows, cols] - o["time"]
-        iat[rows, pkt[rows, cols]] = np.asarray(self.iat_values)[t // len(self.flag_values)]
+        iat[rows, pkt[rows, cols]] = self._draw_iat(t // len(self.flag_values), rng)
         flags[rows, pkt[rows, cols]] = np.asarray(self.flag_values)[t % len(self.flag_values)]
         iat[:, 0] = 0.0
         cls_idx = np.where(kind[:, 0] == K_CLASS, tokens[:, 0] - o["class"], -1)
@@ -255,7 +280,8 @@ class TokenCodec:
     def to_dict(self) -> dict[str, Any]:
         return {"classes": self.classes, "protocols": self.protocols,
                 "exact_sizes": [list(p) for p in self.exact_sizes], "flag_values": self.flag_values,
-                "iat_edges": self.iat_edges, "iat_values": self.iat_values, "max_packets": self.max_packets,
+                "iat_edges": self.iat_edges, "iat_values": self.iat_values, "iat_quantiles": self.iat_quantiles,
+                "max_packets": self.max_packets,
                 "size_cap": self.size_cap, "bin_width": self.bin_width, "rare_sizes": self.rare_sizes}
 
     @classmethod
