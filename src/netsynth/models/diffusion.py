@@ -23,10 +23,10 @@ label row (the null class) and one protocol row, plus 128 per class and per furt
 token models on purpose: sampling costs `sample_steps` full forward passes per flow (default 20 DDIM
 steps), so parameters cost here 20× what they cost an autoregressive sampler.
 
-Measured on iot-type16 (2-core CPU shared with several other jobs, load ≈ 8–12): the 420 s budget
-gave only 283–396 optimizer steps (val loss still falling); TSTR macro F1 0.08–0.14 (TRTR 0.674,
-independent baseline ≈ 0.47), exact-copy rate 0.04–0.19, 10–16 flows/s. Undertrained: this family
-needs far more steps than such a CPU gives in minutes (see the report of issue 4).
+Training defaults (batch 64, up to 40 epochs, 540 s cap, EMA 0.99 with the loop's warm-up, 10 DDIM
+steps at sampling) replace batch 128 / 420 s / 20 steps, whose runs got only 283–396 optimizer steps
+(TSTR 0.08–0.14) with an EMA still dominated by the initial weights. Measured numbers:
+benchmarks/results/models.md.
 """
 
 from __future__ import annotations

@@ -29,16 +29,15 @@ Three ways to run the same recurrence live here, tested to agree:
 The model plugs into `_autoregressive.py` exactly like the transformer: same codec, objective, grammar
 masks and batched sampler; only the sequence mixer differs.
 
-Default size (d_model 256, n_layer 4, d_state 16, expand 2, headdim 64 → 8 heads, d_conv 4, chunk 32,
-tied embeddings): 1,628,128 parameters in the blocks and final norm (406,968 per layer) plus
-vocab_size × 256 for the embedding — 1,828,064 for iot-type16's 781-token vocabulary
-(`info()["parameters"]` reports the exact count of a fitted model). 4 × 256 rather than 6 × 192 because
-per-layer element-wise work, not matrix products, bounds CPU speed; d_state 16 rather than 32 because
-the sampler's cost per token is dominated by reading and writing the (B, H, P, N) state.
+Default size (d_model 192, n_layer 4, d_state 16, expand 2, headdim 48 → 8 heads, d_conv 4, chunk 32,
+tied embeddings, class broadcast): 926,368 parameters in the blocks and final norm plus 2 × vocab_size ×
+192 for the token and class embeddings — 1,226,272 for iot-type16's 781-token vocabulary
+(`parameter_count(table)` gives it before training, `info()["parameters"]` after). 192 rather than 256
+wide: one training step (batch 32, 44 tokens, 1 thread) measured 0.39 CPU-s against 0.63, and within a
+fixed budget this family is short of steps, not of capacity. d_state 16 because the sampler's cost per
+token is dominated by reading and writing the (B, H, P, N) state.
 
-Measured on iot-type16 (2-core CPU shared with several other jobs): 540 s budget → 2–3 epochs,
-~380 steps, best val loss 0.650; TSTR macro F1 0.384 ± 0.003 (TRTR 0.674), exact-copy rate 0.74 (real
-test flows: 0.94), 39 flows/s sampling.
+Measured numbers: benchmarks/results/models.md.
 """
 
 from __future__ import annotations
