@@ -20,8 +20,8 @@ by the flow length.
 Default size (d_model 128, n_layer 4, n_head 4, mlp_hidden 512, N = 20): 898,444 parameters with one
 label row (the null class) and one protocol row, plus 128 per class and per further protocol row —
 900,748 for iot-type16 (16 classes; TCP, UDP, other); `info()["parameters"]` is exact. Smaller than the
-token models on purpose: sampling costs `sample_steps` full forward passes per flow (default 20 DDIM
-steps), so parameters cost here 20× what they cost an autoregressive sampler.
+token models on purpose: sampling costs `sample_steps` full forward passes per flow (default 10 DDIM
+steps), so parameters cost here 10× what they cost an autoregressive sampler.
 
 Training defaults (batch 64, up to 40 epochs, 540 s cap, EMA 0.99 with the loop's warm-up, 10 DDIM
 steps at sampling) replace batch 128 / 420 s / 20 steps, whose runs got only 283–396 optimizer steps
