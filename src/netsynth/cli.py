@@ -242,8 +242,9 @@ def train(
                                 config=config.to_dict(), valid_path=valid)
         if ranks[0]["rank"] == 0:
             info = ranks[0]["info"]
-            err.print(f"trained {name} ({info.get('parameters', 0):,} parameters) on {len(ranks)} local "
-                      f"process(es) in {time.perf_counter() - start:.1f} s; saved to {output}")
+            procs = int(os.environ.get("WORLD_SIZE", len(ranks)))
+            err.print(f"trained {name} ({info.get('parameters', 0):,} parameters) data-parallel on {procs} "
+                      f"processes in {time.perf_counter() - start:.1f} s; saved to {output}")
         return
     flows = FlowTable.read(train_path)
     valid_flows = FlowTable.read(valid) if valid else None
