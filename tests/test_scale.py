@@ -97,6 +97,41 @@ def test_unreadable_file_is_counted_not_lost(client, iot, tmp_path: Path) -> Non
     assert len(got) == res.summary.flows_kept
 
 
+def test_failing_task_is_retried_then_reported(client, iot, tmp_path: Path, monkeypatch) -> None:
+    """Workers are threads of this process here, so a patched extract_file reaches them."""
+    import netsynth.scale.dask_extract as D
+
+    root, _ = iot
+    files = sorted((root / "Aria").glob("*.pcap"))[:3]
+    real = D.extract_file
+    calls: dict[str, int] = {}
+
+    def flaky(item, config, **kw):
+        calls[item.path.name] = calls.get(item.path.name, 0) + 1
+        if item.path == files[0] and calls[item.path.name] == 1:
+            raise OSError("transient: worker lost its mount")
+        if item.path == files[2]:
+            raise RuntimeError("always broken")
+        return real(item, config, **kw)
+
+    monkeypatch.setattr(D, "extract_file", flaky)
+    res = D.extract_dask(files, tmp_path / "out", scheduler=client, label_from="stem", task_bytes=1, retries=2)
+    assert calls[files[0].name] == 2  # failed once, retried, done
+    assert calls[files[2].name] == 3  # 1 try + 2 retries, then reported
+    assert res.summary.files_ok == 2
+    assert res.summary.files_failed == {str(files[2]): "task failed after retries: RuntimeError: always broken"}
+    assert sorted(set(FlowTable.read(tmp_path / "out").capture)) == sorted(f.name for f in files[:2])
+
+
+def test_cli_extract_bad_scheduler_is_exit_2(iot, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    root, _ = iot
+    out = CliRunner().invoke(app, ["extract", str(root / "Aria"), "--label-from", "parent", "-o",
+                                   str(tmp_path / "f"), "--scheduler", "spark://x:1", "-q"])
+    assert out.exit_code == 2
+    assert "local:N" in out.output
+
+
 def test_existing_part_files_are_refused(client, iot, tmp_path: Path) -> None:
     from netsynth.scale.dask_extract import extract_dask
 
