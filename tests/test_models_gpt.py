@@ -92,3 +92,13 @@ def test_generate_and_top_k():
         GPTConfig(temperature=0)
     with pytest.raises(InputError):
         GPTConfig(d_model=30, n_head=4)
+
+
+def test_min_steps_raises_epochs_for_small_tables():
+    from netsynth.models.gpt import GPTConfig
+
+    cfg = GPTConfig(batch_size=32, max_epochs=12, min_steps=2000)
+    assert cfg.train_settings(5923).max_epochs == 12  # 186 steps/epoch: 12 epochs are already 2,232 steps
+    assert cfg.train_settings(1500).max_epochs == 43  # 47 steps/epoch -> ceil(2000 / 47)
+    assert cfg.train_settings().max_epochs == 12
+    assert GPTConfig(min_steps=0).train_settings(100).max_epochs == 12

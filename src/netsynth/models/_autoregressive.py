@@ -68,6 +68,10 @@ class TokenModelConfig(BaseConfig):
     batch_size: int = 32
     max_epochs: int = 7  # the cosine reaches its floor in ~6 min on a busy 2-core CPU (0.3 s/step)
     max_time: float | None = 360.0
+    # Small tables get more epochs: training runs at least `min_steps` optimizer steps (early stopping
+    # on the validation loss still ends it), because a fixed epoch count gives a 1,700-flow table only
+    # a quarter of the updates a 6,600-flow one gets. 0 = epochs alone decide.
+    min_steps: int = 0
     warmup_steps: int = 30
     grad_clip: float = 1.0
     ema: float | None = None
@@ -80,9 +84,14 @@ class TokenModelConfig(BaseConfig):
     top_k: int | None = None
     sample_batch: int = 512
 
-    def train_settings(self) -> TrainSettings:
+    def train_settings(self, n_train: int | None = None) -> TrainSettings:
+        """The loop's settings; with `n_train`, max_epochs is raised so that at least `min_steps` run."""
+        epochs = self.max_epochs
+        if n_train and self.min_steps > 0:
+            steps_per_epoch = max(1, -(-n_train // self.batch_size))
+            epochs = max(epochs, -(-self.min_steps // steps_per_epoch))
         return TrainSettings(lr=self.lr, min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay,
-                             batch_size=self.batch_size, max_epochs=self.max_epochs, max_time=self.max_time,
+                             batch_size=self.batch_size, max_epochs=epochs, max_time=self.max_time,
                              warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema=self.ema,
                              patience=self.patience, checkpoint_dir=self.checkpoint_dir,
                              progress=self.progress, cpu_threads=self.cpu_threads)
@@ -267,7 +276,7 @@ class AutoregressiveGenerator(Generator):
             module = self._build_module(codec.vocab_size, codec.max_length)
             gen = torch.Generator().manual_seed(seed)
             summary = run_training(module, next_token_loss, [torch.as_tensor(tr_tok[:, :width])],
-                                   [torch.as_tensor(va_tok[:, :width])], cfg.train_settings(), device=device,
+                                   [torch.as_tensor(va_tok[:, :width])], cfg.train_settings(len(tr_tok)), device=device,
                                    generator=gen, description=f"{self.name}",
                                    lengths=torch.as_tensor((tr_tok != PAD).sum(axis=1)))
         self.codec_ = codec

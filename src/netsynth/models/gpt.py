@@ -45,6 +45,7 @@ class GPTConfig(TokenModelConfig):
     # 3-gram JSD 0.016 (0.599 / 0.034 after 6). Epochs, not wall-clock time, end a default run, so the
     # result does not depend on how busy the machine is; max_time is only a safety cap.
     max_epochs: int = 12
+    min_steps: int = 2000
     max_time: float | None = 1200.0
 
     def __post_init__(self) -> None:
@@ -226,7 +227,7 @@ class TransformerGenerator(AutoregressiveGenerator):
 
     @classmethod
     def tiny_config(cls) -> GPTConfig:
-        return GPTConfig(n_layer=1, n_head=2, d_model=16, mlp_hidden=32, max_epochs=2, max_time=None,
+        return GPTConfig(n_layer=1, n_head=2, d_model=16, mlp_hidden=32, max_epochs=2, min_steps=0, max_time=None,
                          batch_size=32, warmup_steps=2, progress=False, sample_batch=64)
 
     def _build_module(self, vocab_size: int, max_length: int) -> nn.Module:
