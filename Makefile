@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[dev,lightgbm]"
+	$(PIP) install -q -e ".[dev,lightgbm,scale]"
 	touch $(STAMP)
 
 test: $(STAMP)
