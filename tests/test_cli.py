@@ -149,3 +149,16 @@ def test_export_pcap_and_inspect(captures: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "30" in r.output
     r = invoke("export-pcap", flows, "-o", tmp_path / "x.pcap", "--payload", "real")
     assert r.exit_code == 2 and "--payload" in r.output and not (tmp_path / "x.pcap").exists()
+
+
+def test_models_lists_exact_counts_for_a_table(captures: Path, tmp_path: Path) -> None:
+    flows = tmp_path / "flows.parquet"
+    invoke("extract", captures, "--labels", captures / "labels.csv", "-o", flows, "-q")
+    from netsynth.models import get_generator
+
+    expected = get_generator("transformer")(random_state=0).parameter_count(FlowTable.read(flows))
+    r = invoke("models", "--for", flows)
+    assert r.exit_code == 0, r.output
+    assert f"{expected:,}" in r.output and "markov" in r.output
+    r = invoke("models")
+    assert r.exit_code == 0 and "depends on data" in r.output

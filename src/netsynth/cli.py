@@ -453,21 +453,28 @@ def inspect(path: Annotated[Path, typer.Argument(help="flow table (Parquet) or c
 # --------------------------------------------------------------------------- models / info
 @app.command("models")
 @_handles_errors
-def list_models() -> None:
-    """List the generator families with their default parameter counts."""
+def list_models(
+    table_path: Annotated[
+        Path | None, typer.Option("--for", help="flow table: exact parameter counts for a fit on it")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of that fit (its validation split)")] = 0,
+) -> None:
+    """List the generator families; with --for TABLE, the exact parameter count each would have."""
     from rich.table import Table
 
+    from netsynth.flows import FlowTable
     from netsynth.models import available_generators, get_generator
 
+    flows = FlowTable.read(table_path) if table_path else None
     table = Table(title="generator families")
     table.add_column("name")
-    table.add_column("parameters (default config)", justify="right")
+    table.add_column("parameters" + (f" (fit on {table_path.name})" if flows is not None else ""), justify="right")
     table.add_column("description")
     for name in available_generators():
         cls = get_generator(name)
-        count = cls.default_parameter_count() if hasattr(cls, "default_parameter_count") else None
+        count = cls(random_state=seed).parameter_count(flows) if flows is not None else None
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        table.add_row(name, f"{count:,}" if count is not None else "-", doc)
+        table.add_row(name, f"{count:,}" if count is not None else "depends on data: use --for TABLE", doc)
     out.print(table)
 
 
