@@ -65,7 +65,7 @@ def run_task(name: str, model: str, out: Path, extra_train: list[str]) -> dict:
     work = out / name
     work.mkdir(parents=True, exist_ok=True)
     log: list[dict] = []
-    flows = out / f"{spec['input'].parent.name}-flows.parquet"
+    flows = out / f"{name.split('-')[0]}-flows.parquet"
     if not flows.exists():
         run("extract", ["extract", str(spec["input"]), "--labels", str(spec["labels"]), "--packets", "20",
                         "--min-packets", "5", "-o", str(flows), "-q"], log)
