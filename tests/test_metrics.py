@@ -16,7 +16,7 @@ from netsynth.flows import FlowTable
 
 
 def table(rows: list[list[tuple[int, int]]], labels: list[str] | None = None, width: int = 12,
-          iat: list[list[float]] | None = None) -> FlowTable:
+          iat: list[list[float]] | None = None, protocol: int = 6) -> FlowTable:
     """A flow table from rows of (payload_len, direction) packets, padded to `width`."""
     n = len(rows)
     pl = np.zeros((n, width), np.int32)
@@ -28,7 +28,7 @@ def table(rows: list[list[tuple[int, int]]], labels: list[str] | None = None, wi
         if iat is not None:
             ia[i, : len(iat[i])] = iat[i]
     return FlowTable.build(label=labels or ["a"] * n, n_packets=np.array([len(r) for r in rows]),
-                           payload_len=pl, direction=di, iat=ia)
+                           payload_len=pl, direction=di, iat=ia, protocol=protocol)
 
 
 FLOWS = [[(10, 0), (20, 1), (30, 0), (40, 1)], [(0, 0), (1500, 1), (3000, 1)], [(5, 1), (6, 0), (7, 0), (8, 0)]]

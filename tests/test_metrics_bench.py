@@ -12,24 +12,7 @@ from netsynth.evaluate import multivariate as M
 from netsynth.evaluate import privacy as P
 from netsynth.evaluate.bench import Records, lookup
 from netsynth.evaluate.bench_report import mark
-from netsynth.flows import FlowTable
-
-
-def table(rows: list[list[tuple[int, int]]], labels: list[str] | None = None, width: int = 12,
-          iat: list[list[float]] | None = None, protocol: int = 6) -> FlowTable:
-    """A flow table from rows of (payload_len, direction) packets, padded to `width`."""
-    n = len(rows)
-    pl = np.zeros((n, width), np.int32)
-    di = np.zeros((n, width), np.int8)
-    ia = np.zeros((n, width), np.float32)
-    for i, row in enumerate(rows):
-        for j, (size, d) in enumerate(row):
-            pl[i, j], di[i, j] = size, d
-        if iat is not None:
-            ia[i, : len(iat[i])] = iat[i]
-    return FlowTable.build(label=labels or ["a"] * n, n_packets=np.array([len(r) for r in rows]),
-                           payload_len=pl, direction=di, iat=ia, protocol=protocol)
-
+from test_metrics import table
 
 FLOWS = [[(10, 0), (20, 1), (30, 0), (40, 1)], [(0, 0), (1500, 1), (3000, 1)], [(5, 1), (6, 0), (7, 0), (8, 0)]]
 IAT = [[0, 0.001, 0.5, 0.2], [0, 0, 2.0], [0, 1e-7, 10, 2000]]
