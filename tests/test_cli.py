@@ -162,3 +162,14 @@ def test_models_lists_exact_counts_for_a_table(captures: Path, tmp_path: Path) -
     assert f"{expected:,}" in r.output and "markov" in r.output
     r = invoke("models")
     assert r.exit_code == 0 and "depends on data" in r.output
+
+
+def test_no_flow_kept_writes_no_file(captures: Path, tmp_path: Path) -> None:
+    # Bug fixed: with every flow unlabelled, extract said "nothing written" and exited 2 but left an
+    # empty Parquet file behind (the streamed write was renamed into place before the check).
+    labels = tmp_path / "labels.csv"
+    labels.write_text("capture,label\nno-such.pcap,x\n")
+    out = tmp_path / "flows.parquet"
+    r = invoke("extract", captures / "web" / "s0.pcap", "--labels", labels, "-o", out, "-q")
+    assert r.exit_code == 2 and "nothing written" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]

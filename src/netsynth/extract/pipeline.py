@@ -335,25 +335,31 @@ def extract_to_parquet(
         schema = schema.append(pa_string_field("ndpi_app"))
     counts: Counter[str] = Counter()
     written = 0
-    with atomic_path(output) as tmp:
-        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-        try:
-            for res in run.results(stream=True):
-                for piece in run.label(res):
-                    piece.validate(str(output))
-                    arrow = piece.to_arrow().replace_schema_metadata(schema.metadata)
-                    writer.write_table(arrow.cast(schema))
-                    written += len(piece)
-                    counts.update(piece.label.astype(str).tolist())
-        finally:
-            writer.close()
-        if not written:
-            empty = ExtractResult(_empty_table(run), run.finish(0, {}), run.warnings)
-            if not require_flows:
-                return empty
-            raise InputError("no flows left after labelling and filtering (see the summary); nothing written")
+    try:
+        with atomic_path(output) as tmp:
+            writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+            try:
+                for res in run.results(stream=True):
+                    for piece in run.label(res):
+                        piece.validate(str(output))
+                        arrow = piece.to_arrow().replace_schema_metadata(schema.metadata)
+                        writer.write_table(arrow.cast(schema))
+                        written += len(piece)
+                        counts.update(piece.label.astype(str).tolist())
+            finally:
+                writer.close()
+            if not written:
+                raise _NoFlows  # leaving the block by an exception drops the temporary file
+    except _NoFlows:
+        if not require_flows:
+            return ExtractResult(_empty_table(run), run.finish(0, {}), run.warnings)
+        raise InputError("no flows left after labelling and filtering (see the summary); nothing written") from None
     per_class = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return ExtractResult(_empty_table(run), run.finish(written, per_class), run.warnings)
+
+
+class _NoFlows(Exception):
+    """Raised inside the atomic write when no flow was written, so that no empty file appears."""
 
 
 def pa_string_field(name: str) -> Any:
