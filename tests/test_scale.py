@@ -142,6 +142,18 @@ def test_existing_part_files_are_refused(client, iot, tmp_path: Path) -> None:
         extract_dask([root / "Aria"], tmp_path / "out", scheduler=client, label_from="parent")
 
 
+def test_no_flow_kept_leaves_no_output_folder(client, iot, tmp_path: Path) -> None:
+    # Bug fixed: "nothing written" left an empty dataset folder behind.
+    from netsynth.scale.dask_extract import extract_dask
+
+    root, _ = iot
+    labels = tmp_path / "labels.csv"
+    labels.write_text("capture,label\nno-such.pcap,x\n")
+    with pytest.raises(InputError, match="nothing written"):
+        extract_dask([root / "Aria"], tmp_path / "out", scheduler=client, labels=labels)
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_scheduler_and_missing_dask_are_input_errors(monkeypatch, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     from netsynth.scale._dask import connect

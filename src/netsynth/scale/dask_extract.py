@@ -137,6 +137,7 @@ def extract_dask(
     """
     options = {k: v for k, v in options.items() if k != "jobs"}
     run = _Run.make(paths, {**options, "paths": paths})
+    created = not Path(out_dir).exists()
     out = prepare_out_dir(out_dir)
     outcomes = _run_tasks(run, group_files(run.items, task_bytes), out, scheduler, retries, processes)
     written, per_class = _merge(run, outcomes)
@@ -148,6 +149,8 @@ def extract_dask(
         raise InputError(f"no readable capture among {len(run.items)} file(s); {path}: {reason}")
     per_class = dict(sorted(per_class.items(), key=lambda kv: (-kv[1], kv[0])))
     summary = run.finish(written, per_class)
+    if not written and created and not any(out.iterdir()):
+        out.rmdir()  # "nothing written" must leave nothing behind, not an empty dataset folder
     if not written and require_flows:
         raise InputError("no flows left after labelling and filtering (see the summary); nothing written")
     return ExtractResult(_empty_table(run), summary, run.warnings)
