@@ -124,3 +124,26 @@ def test_overrides_parse_and_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         run_bench(tiny_table(), None, ["independent"], tmp_path,
                   BenchOptions(quick=True, overrides={"ssm": {"lr": "1"}}))
+
+
+def test_fold_jobs_give_the_same_records(tmp_path: Path, bench_out: tuple[dict, Path]) -> None:
+    """Two worker processes must measure exactly what one process does (every seed follows the fold)."""
+    opts = BenchOptions(folds=2, quick=True, progress=False, n_jobs=1, fractions=(0.25,), ratio_fractions=(0.25,),
+                        multivariate_points=100, feature_sets=("paper",), command="test", fold_jobs=2, plots=False)
+    parallel = run_bench(tiny_table(), None, ["independent", "empirical"], tmp_path, opts)
+
+    def measured(results: dict) -> list[tuple]:  # timings and memory differ from run to run; nothing else may
+        return [tuple(sorted((k, str(v)) for k, v in r.items())) for r in results["records"]
+                if r.get("section") != "cost" and r.get("metric") != "train_seconds"]
+
+    assert len(measured(parallel)) > 100
+    assert measured(parallel) == measured(bench_out[0])
+
+
+def test_per_class_detection_auc_is_recorded(bench_out: tuple[dict, Path]) -> None:
+    results, _ = bench_out
+    aucs = [r for r in results["records"] if r.get("section") == "fidelity_class" and r["metric"] == "detection_auc"]
+    # 3 classes × 2 folds for real + 2 generators; tiny folds have ≥ 10 flows per class on both sides
+    assert len(aucs) == 3 * 2 * 3
+    emp = [r["value"] for r in aucs if r["generator"] == "empirical"]
+    assert all(0.0 <= v <= 1.0 for v in emp)

@@ -360,6 +360,7 @@ def bench(
     ] = None,
     max_time: Annotated[float | None, typer.Option("--max-time", help="training budget per fit, seconds")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="folds run at once, one process each")] = 1,
     quick: Annotated[bool, typer.Option("--quick", help="tiny settings, for a smoke test")] = False,
 ) -> None:
     """The four-axis comparison: fidelity, TSTR vs TRTR, augmentation, cost (+ privacy), over folds."""
@@ -375,6 +376,7 @@ def bench(
         overrides=parse_overrides(overrides or []),
         max_time=max_time,
         device=device,
+        fold_jobs=jobs,
         quick=quick,
         command="netsynth " + " ".join(sys.argv[1:]),
     )

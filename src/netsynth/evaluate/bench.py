@@ -39,12 +39,14 @@ from netsynth.evaluate import privacy as P
 from netsynth.evaluate.api import _json_safe, _versions
 from netsynth.evaluate.classifiers import PAPER_PACKETS, build_features, make_classifier
 from netsynth.evaluate.cost import measure
-from netsynth.evaluate.multivariate import multivariate_metrics
+from netsynth.evaluate.multivariate import detection_auc, embed, multivariate_metrics
 from netsynth.flows import FlowTable
 
 BENCH_VERSION = 1
 #: Families the issue's goals call "deep"; the others are baselines.
 DEEP = ("transformer", "ssm", "diffusion")
+#: A per-class real-vs-synthetic AUC needs both sides this big (3-fold CV, a few points per fold side).
+CLASS_AUC_MIN = 10
 REAL = "real"
 Step = Callable[[str], None]
 
@@ -67,7 +69,9 @@ class BenchOptions:
     Generators: `overrides` {name: {key: "value"}} (`--set NAME.key=value`, see `parse_overrides`);
     `max_time` training budget in seconds per fit for configs with a `max_time` field (an explicit override
     wins), `strict_max_time` the same for strict fits (None = `max_time`); `device` passed to every generator.
-    Execution: `n_jobs` for Random Forest (LightGBM always gets one thread), `multivariate_points` subsample
+    Execution: `fold_jobs` folds run at once in separate processes (each then gets one thread for torch and
+    Random Forest; the records are identical to a one-process run because every seed derives from the fold
+    index), `n_jobs` for Random Forest (LightGBM always gets one thread), `multivariate_points` subsample
     for AUC/PRDC/MMD, `per_class` fidelity per class, `plots`, `progress` lines on stderr, `quick` (tests:
     ≤ 2 folds, ≤ 2 seeds, 20 trees, tiny generator configs, max_time ≤ 5 s, see `resolved`).
     Provenance: `title`, `command` (recorded in the report).
@@ -94,6 +98,7 @@ class BenchOptions:
     overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     max_time: float | None = None
     strict_max_time: float | None = None
+    fold_jobs: int = 1
     n_jobs: int = -1
     device: str = "auto"
     multivariate_points: int = 2000
@@ -344,6 +349,11 @@ def fidelity(ctx: FoldContext, name: str, table: FlowTable, seed: int) -> None:
                        "burst_jsd", "flow_len_jsd"):
             ctx.rec.add(ext[metric], section="fidelity_class", generator=name, metric=metric, cls=c,
                         fold=ctx.fold, seed=seed)
+        # multivariate per class: the detection AUC only (PRDC/MMD need more points than small classes have)
+        auc = detection_auc(embed(sub_t), embed(sub_s), seed=seed, n_estimators=min(o.n_estimators, 50),
+                            n_jobs=o.n_jobs) if min(len(sub_s), len(sub_t)) >= CLASS_AUC_MIN else float("nan")
+        ctx.rec.add(auc, section="fidelity_class", generator=name, metric="detection_auc", cls=c, fold=ctx.fold,
+                    seed=seed)
 
 
 def novelty_privacy(ctx: FoldContext, name: str, model: Any | None, synthetic: FlowTable | None, seed: int) -> None:
@@ -476,6 +486,49 @@ def run_fold(fold: int, train: FlowTable, test: FlowTable, generators: list[str]
     return {"confusion": ctx.confusion, "labels": ctx.labels, "generators": info}
 
 
+def _one_fold(fold: int, train: FlowTable, test: FlowTable, generators: list[str], opts: BenchOptions,
+              step: Step | None = None) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
+    """One fold with its own records: (record rows, run_fold's output, tables kept for plots)."""
+    rec, keep = Records(), {}
+    if step is None:  # in a worker process: own progress lines, prefixed so interleaved folds stay readable
+        with _stepper(opts.progress) as worker_step:
+            out = run_fold(fold, train, test, generators, opts, rec, worker_step, keep)
+    else:
+        out = run_fold(fold, train, test, generators, opts, rec, step, keep)
+    return rec.rows, out, keep
+
+
+def _worker_init() -> None:
+    """Worker processes share the machine's cores: one torch thread each (see _train.torch_threads)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_folds(pairs: list[tuple[FlowTable, FlowTable]], generators: list[str], opts: BenchOptions, step: Step,
+               ) -> Iterator[tuple[list[dict], dict[str, Any], dict[str, Any]]]:
+    """Each fold's results, in fold order, computed in this process or `fold_jobs` worker processes.
+
+    Why processes: a fold is minutes of single-threaded torch and tree fitting, and small models gain
+    nothing from intra-op threads, so on a K-core machine K folds at once is the only way to use the cores.
+    `spawn`, not `fork`: forking a process that has started torch's thread pools can deadlock.
+    """
+    jobs = min(max(1, opts.fold_jobs), len(pairs))
+    if jobs == 1:
+        for i, (tr, te) in enumerate(pairs):
+            yield _one_fold(i, tr, te, generators, opts, step)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    worker_opts = dataclasses.replace(opts, n_jobs=1, fold_jobs=1)
+    step(f"{len(pairs)} folds on {jobs} worker processes")
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        futures = [pool.submit(_one_fold, i, tr, te, generators, worker_opts) for i, (tr, te) in enumerate(pairs)]
+        for f in futures:
+            yield f.result()
+
+
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
@@ -504,8 +557,10 @@ def run_bench(train: FlowTable, test: FlowTable | None, generators: list[str], o
     with _stepper(opts.progress) as step:
         pairs, split = fold_pairs(train, test, opts)
         fold_info, confusion, labels, gen_info = [], {}, [], {}
-        for i, (tr, te) in enumerate(pairs):
-            out = run_fold(i, tr, te, list(generators), opts, rec, step, keep)
+        for i, (tr, te), (rows, out, kept) in zip(range(len(pairs)), pairs,
+                                                  _run_folds(pairs, list(generators), opts, step), strict=True):
+            rec.rows.extend(rows)
+            keep.update(kept)
             labels = sorted(set(labels) | set(out["labels"]))
             for name, m in out["confusion"].items():
                 confusion.setdefault(name, []).append((out["labels"], m))

@@ -178,7 +178,7 @@ def _fidelity(results: dict) -> list[Block]:
 def _per_class(results: dict) -> list[Block]:
     s = results["summary"]
     out: list[Block] = [("h", 3, "Per class")]
-    for m in ("payload_jsd_dir0", "direction_3gram_jsd"):
+    for m in ("payload_jsd_dir0", "direction_3gram_jsd", "detection_auc"):
         rows = []
         for c in results["labels"]:
             stats = {g: _get(s, section="fidelity_class", generator=g, metric=m, cls=c) for g in _names(results)}
