@@ -2,8 +2,9 @@
 
 Synthetic tables usually carry no addresses, and real ones may carry pseudonyms, so every endpoint
 comes from the table when it is a usable address and from a configurable pool otherwise. Everything
-here is deterministic from the seed (pool draws) or from the address itself (MAC, TTL, first IP ID):
-the same host always looks the same across flows and runs, as a real host would.
+here is deterministic from the seed and the flow's index in the table (pool draws) or from the address
+itself (MAC, TTL, first IP ID): the same host always looks the same across flows and runs, as a real
+host would.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from netsynth.errors import InputError
+from netsynth.export import draws as D
 from netsynth.export.options import DEFAULT_SERVER_PORTS, ExportOptions, parse_pool
 
 EPHEMERAL_PORTS = (32768, 60999)  # Linux's default ip_local_port_range
@@ -65,9 +67,9 @@ class Pool:
         self.high = min(self.high, self.low + 2**62)
         self.base = int(network.network_address)
 
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n random host offsets (int64) inside the pool."""
-        return rng.integers(self.low, self.high, size=n, dtype=np.int64)
+    def draw(self, key: np.uint64, rows: np.ndarray, field: int) -> np.ndarray:
+        """A random host offset (int64) inside the pool per global flow index (export/draws.py)."""
+        return D.integers(key, rows, field, self.low, self.high)
 
     def packed(self, offset: int) -> bytes:
         """The address at `offset` in network byte order."""
@@ -147,15 +149,15 @@ def _port_distribution(stats: object) -> tuple[np.ndarray, np.ndarray] | None:
     return ports[keep], probs[keep] / probs[keep].sum()
 
 
-def draw_server_ports(labels: np.ndarray, protocols: np.ndarray, rng: np.random.Generator,
+def draw_server_ports(labels: np.ndarray, protocols: np.ndarray, uniforms: np.ndarray,
                       endpoints: Mapping[str, object],
                       server_ports: int | Mapping[str, int] | None) -> np.ndarray:
     """A server port per flow: the class's model distribution, else `server_ports`, else 443/53.
 
-    Drawn for every flow (vectorised per class) even where the table has a port, so that the random
-    stream, and therefore every other draw, does not depend on which rows carry ports.
+    `uniforms` holds one [0, 1) draw per flow (see export/draws.py), mapped through the class's
+    cumulative port distribution, so a flow's port depends only on its own draw, never on which other
+    flows share its batch.
     """
-    n = len(labels)
     out = np.where(protocols == 17, DEFAULT_SERVER_PORTS[17], DEFAULT_SERVER_PORTS[6]).astype(np.int64)
     if isinstance(server_ports, int):
         out[:] = server_ports
@@ -164,8 +166,9 @@ def draw_server_ports(labels: np.ndarray, protocols: np.ndarray, rng: np.random.
         rows = np.flatnonzero(labels == cls)
         dist = _port_distribution(endpoints.get(cls))
         if dist is not None:
-            out[rows] = rng.choice(dist[0], size=len(rows), p=dist[1])
+            cdf = np.cumsum(dist[1])
+            pick = np.searchsorted(cdf, uniforms[rows] * cdf[-1], side="right")
+            out[rows] = dist[0][np.minimum(pick, len(dist[0]) - 1)]
         elif isinstance(server_ports, Mapping) and cls in server_ports:
             out[rows] = int(server_ports[cls])
-    assert len(out) == n
     return out

@@ -25,6 +25,9 @@ DEFAULT_START = "2026-01-01T00:00:00Z"
 # Server port used when neither the table, the model's endpoint statistics nor `server_ports` give
 # one: HTTPS for TCP, DNS for UDP — the most common server ports of each protocol in real captures.
 DEFAULT_SERVER_PORTS = {6: 443, 17: 53}
+# Flows read per batch: ~0.7 KB each in memory at N = 20 (NumPy columns and label/address strings),
+# so ~11 MiB per batch; large enough that per-batch Parquet and NumPy overheads are negligible.
+DEFAULT_BATCH_SIZE = 16384
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +46,8 @@ class ExportOptions:
     - `seed`: drives every random choice (ISNs, ports, addresses, gaps, payload bytes).
     - `close_tcp`: append the FIN/ACK exchange a truncated TCP flow lacks (counted as added packets).
     - `ts_resolution`: pcapng timestamp digits, 9 (ns) or 6 (µs); pcap is always µs.
+    - `batch_size`: flows read from the table at a time; bounds memory, never changes the output bytes
+      (every per-flow draw is a function of the seed and the flow's row, see export/draws.py).
     """
 
     format: str = "pcap"
@@ -58,6 +63,7 @@ class ExportOptions:
     seed: int = 0
     close_tcp: bool = False
     ts_resolution: int = 9
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ExportOptions:
@@ -80,6 +86,8 @@ class ExportOptions:
             raise InputError(f"export: --payload must be one of {', '.join(PAYLOADS)}, not {self.payload!r}")
         if self.ts_resolution not in (6, 9):
             raise InputError(f"export: ts_resolution must be 6 or 9, not {self.ts_resolution!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"export: --batch-size must be a positive whole number, not {self.batch_size!r}")
         rate = float(self.flows_per_second)
         if not math.isfinite(rate) or rate <= 0:
             raise InputError(f"export: --flows-per-second must be a positive number, not {self.flows_per_second!r}")

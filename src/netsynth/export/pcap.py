@@ -1,15 +1,20 @@
 """Flow table → replayable pcap/pcapng: every kept packet, in global timestamp order, streamed to disk.
 
-Flows are admitted in start-time order into a heap keyed by each active flow's next packet time; the
-heap pops the globally earliest packet, which is built and written at once. Only active flows are held,
-and no packet bytes are kept after writing, so memory is bounded by the number of concurrently active
-flows (plus O(flows) small per-flow draws), not by the size of the file. The output is written to a
-temporary name and renamed into place only when complete.
+Flows are read a batch at a time in start-time order (order.py) and admitted into a heap keyed by each
+active flow's next packet time; the heap pops the globally earliest packet, which is built and written
+at once, and a flow is admitted just before the first packet that could follow its start. Memory is
+therefore bounded by the batch (`batch_size` flows read, prepared in chunks of 4,096) plus the flows
+concurrently active in the heap, plus the IPv4 ID counter of each host seen (bounded by the address
+pools and the table's distinct addresses) — not by the number of flows or the size of the file. When
+the table's start times are not ascending, ordering costs 12 bytes per flow on top (order.py). The
+output is written to a temporary name and renamed into place only when complete.
 
 Randomness, all from `options.seed`: initial sequence numbers, client ports, pool addresses, IPv6 flow
-labels, server ports (per class) and start-time gaps are drawn up front as vectors in a fixed order
-from one generator; random payload bytes come from a second generator in file order. The same table
-and options therefore always give the same bytes.
+labels, server ports (per class) and start-time gaps are counter-based draws keyed by (seed, the flow's
+row in the table) (draws.py), so they do not depend on the batch size or the reading order; random
+payload bytes come from a seeded generator in file order. The same table and options therefore always
+give the same bytes, whatever `batch_size`, and whether the table is given in memory, as one Parquet
+file (any row-group size) or as a folder of part files.
 """
 
 from __future__ import annotations
@@ -24,34 +29,38 @@ from typing import Any
 import numpy as np
 
 import netsynth
-from netsynth.errors import InputError
+from netsynth.export import draws as D
 from netsynth.export import endpoints as E
-from netsynth.export.options import ExportOptions, ExportSummary, start_epoch
+from netsynth.export.options import ExportOptions, ExportSummary
+from netsynth.export.order import Batch, batches_in_start_order
 from netsynth.export.packets import CLOSE_GAP_NS, FlowPackets, close_packets, make_endpoints, max_payload, zeros
+from netsynth.export.source import FlowSource, open_source
 from netsynth.export.writers import PcapngWriter, PcapWriter
 from netsynth.flows import FlowTable
 from netsynth.utils.io import atomic_path
 
-BATCH = 4096  # flows prepared together: NumPy work per batch, bounded memory
+PREPARE = 4096  # flows turned into per-packet Python lists together: NumPy work per chunk, bounded memory
 
 
 def export_pcap(table_or_path: FlowTable | str | os.PathLike, out_path: str | os.PathLike,
                 options: ExportOptions | None = None, **overrides: Any) -> ExportSummary:
     """Write the packets of a flow table to `out_path` as pcap or pcapng and return what was written.
 
-    `options` defaults to `ExportOptions()`; keyword `overrides` (the same names: format, clients,
-    servers, clients6, servers6, model, server_ports, flows_per_second, start_time, payload, seed,
-    close_tcp, ts_resolution) replace single fields, None meaning "keep the default".
+    `table_or_path` is a FlowTable, a Parquet file or a folder of Parquet part files; files are read a
+    batch at a time. `options` defaults to `ExportOptions()`; keyword `overrides` (the same names:
+    format, clients, servers, clients6, servers6, model, server_ports, flows_per_second, start_time,
+    payload, seed, close_tcp, ts_resolution, batch_size) replace single fields, None meaning "keep the
+    default".
     """
     opts = (options or ExportOptions()).with_overrides(**overrides)
     opts.validate()
-    table = _load(table_or_path)
+    source = open_source(table_or_path)
     endpoints, json_hash = E.model_endpoints(opts.model)
-    plan = _Plan(table, opts, endpoints)
+    plan = _Plan(source, opts, endpoints)
     summary = ExportSummary(path=str(out_path), format=opts.format,
-                            model_hash=_model_hash(table) or json_hash)
+                            model_hash=_model_hash(source) or json_hash)
     with atomic_path(out_path) as tmp:
-        writer = _open_writer(tmp, opts, table, summary.model_hash)
+        writer = _open_writer(tmp, opts, source, summary.model_hash)
         try:
             _merge(plan, writer, summary, opts)
         finally:
@@ -59,30 +68,20 @@ def export_pcap(table_or_path: FlowTable | str | os.PathLike, out_path: str | os
     return summary
 
 
-def _load(table_or_path: FlowTable | str | os.PathLike) -> FlowTable:
-    """The flow table itself, or read from a path (InputError naming the file if it is not one)."""
-    if isinstance(table_or_path, FlowTable):
-        table_or_path.validate("flow table")
-        return table_or_path
-    if isinstance(table_or_path, str | os.PathLike):
-        return FlowTable.read(table_or_path)
-    raise InputError(f"export: expected a flow table or a path, got {type(table_or_path).__name__}")
-
-
-def _model_hash(table: FlowTable) -> str | None:
+def _model_hash(source: FlowSource) -> str | None:
     """The generator's model hash from the table's `netsynth.producer` metadata, if any."""
-    producer = table.producer()
+    producer = source.producer()
     for key in ("model_hash", "model_sha256", "hash"):
         if isinstance(producer.get(key), str):
             return producer[key]
     return None
 
 
-def _open_writer(tmp: Path, opts: ExportOptions, table: FlowTable, model_hash: str | None
+def _open_writer(tmp: Path, opts: ExportOptions, source: FlowSource, model_hash: str | None
                  ) -> PcapWriter | PcapngWriter:
     if opts.format == "pcap":
         return PcapWriter(tmp)
-    producer = table.producer()
+    producer = source.producer()
     parts = [f"Synthetic traffic written by netsynth {netsynth.__version__} export-pcap",
              f"payload={opts.payload}", f"seed={opts.seed}"]
     if producer.get("generator"):
@@ -95,55 +94,50 @@ def _open_writer(tmp: Path, opts: ExportOptions, table: FlowTable, model_hash: s
 
 
 class _Plan:
-    """Per-flow draws made once, up front, in a fixed order (see the module docstring)."""
+    """Flows in start order, with their per-flow draws, turned into packet lists a chunk at a time."""
 
-    def __init__(self, table: FlowTable, opts: ExportOptions, endpoints: dict) -> None:
-        n = len(table)
-        self.table = table
+    def __init__(self, source: FlowSource, opts: ExportOptions, endpoints: dict) -> None:
+        self.source = source
         self.opts = opts
+        self.endpoints = endpoints
         self.pools = E.Pools(opts)
-        rng = np.random.default_rng(opts.seed)
-        self.isn = rng.integers(0, 2**32, size=(n, 2), dtype=np.uint64)
-        self.client_port = rng.integers(E.EPHEMERAL_PORTS[0], E.EPHEMERAL_PORTS[1] + 1, size=n)
-        version = table.ip_version.astype(np.int64)
-        self.client_off = np.zeros(n, dtype=np.int64)
-        self.server_off = np.zeros(n, dtype=np.int64)
-        for v in (4, 6):
-            rows = np.flatnonzero(version == v)
-            self.client_off[rows] = self.pools[(v, False)].draw(rng, len(rows))
-            self.server_off[rows] = self.pools[(v, True)].draw(rng, len(rows))
-        self.flow_label = rng.integers(1, 2**20, size=n)
-        self.server_port = E.draw_server_ports(table.label, table.protocol, rng, endpoints, opts.server_ports)
-        self.start_ns = self._starts(rng)
-        self.order = np.argsort(self.start_ns, kind="stable")
-
-    def _starts(self, rng: np.random.Generator) -> np.ndarray:
-        """Start times in integer ns (µs-aligned): the table's, else Poisson arrivals from start_time."""
-        start = self.table.start_time.astype(np.float64)
-        missing = np.isnan(start)
-        gaps = rng.exponential(1.0 / float(self.opts.flows_per_second), size=int(missing.sum()))
-        if len(gaps):
-            gaps[0] = 0.0
-            start = start.copy()
-            start[missing] = start_epoch(self.opts.start_time) + np.cumsum(gaps)
-        return np.round(start * 1e6).astype(np.int64) * 1000
+        self.key = D.stream_key(opts.seed)
 
     def admitted(self, summary: ExportSummary) -> Iterator[tuple[int, FlowPackets | str]]:
-        """(start ns, flow or skip reason) in start-time order, prepared one batch of rows at a time."""
-        for b in range(0, len(self.order), BATCH):
-            rows = self.order[b:b + BATCH]
-            yield from zip(self.start_ns[rows].tolist(), self._prepare(rows, summary), strict=True)
+        """(start ns, flow or skip reason) in start-time order, prepared one chunk of rows at a time."""
+        for batch in batches_in_start_order(self.source, self.opts, self.key):
+            for b in range(0, len(batch[0]), PREPARE):
+                rows, table, start_ns = _chunk(batch, b)
+                yield from zip(start_ns.tolist(), self._prepare(rows, table, start_ns, summary), strict=True)
 
-    def _prepare(self, rows: np.ndarray, summary: ExportSummary) -> list[FlowPackets | str]:
-        """The packets of a batch of flows: NumPy slicing per batch, then plain lists per flow."""
-        t = self.table
-        iat_ns = np.round(t.iat[rows].astype(np.float64) * 1e9).astype(np.int64)
-        times = (np.cumsum(iat_ns, axis=1) + self.start_ns[rows, None]).tolist()
-        cols = {name: getattr(t, name)[rows].tolist() for name in (
+    def _draws(self, rows: np.ndarray, table: FlowTable) -> dict[str, list]:
+        """Every random choice of these flows, from (seed, row) alone (draws.py), as plain lists."""
+        k = self.key
+        isn = D.raw(k, rows, D.ISN)
+        version = table.ip_version.astype(np.int64)
+        v6 = version == 6
+        client_off = np.where(v6, self.pools[(6, False)].draw(k, rows, D.CLIENT_HOST),
+                              self.pools[(4, False)].draw(k, rows, D.CLIENT_HOST))
+        server_off = np.where(v6, self.pools[(6, True)].draw(k, rows, D.SERVER_HOST),
+                              self.pools[(4, True)].draw(k, rows, D.SERVER_HOST))
+        server_port = E.draw_server_ports(table.label, table.protocol, D.uniform(k, rows, D.SERVER_PORT),
+                                          self.endpoints, self.opts.server_ports)
+        return {"isn": np.stack([isn >> np.uint64(32), isn & np.uint64(0xFFFFFFFF)], axis=1).tolist(),
+                "client_port": D.integers(k, rows, D.CLIENT_PORT, E.EPHEMERAL_PORTS[0],
+                                          E.EPHEMERAL_PORTS[1] + 1).tolist(),
+                "server_port": server_port.tolist(), "client_off": client_off.tolist(),
+                "server_off": server_off.tolist(),
+                "flow_label": D.integers(k, rows, D.FLOW_LABEL, 1, 2**20).tolist()}
+
+    def _prepare(self, rows: np.ndarray, t: FlowTable, start_ns: np.ndarray,
+                 summary: ExportSummary) -> list[FlowPackets | str]:
+        """The packets of a chunk of flows: NumPy per chunk, then plain lists per flow."""
+        iat_ns = np.round(t.iat.astype(np.float64) * 1e9).astype(np.int64)
+        times = (np.cumsum(iat_ns, axis=1) + start_ns[:, None]).tolist()
+        cols = {name: getattr(t, name).tolist() for name in (
             "n_packets", "ip_version", "protocol", "direction", "tcp_flags", "tcp_window", "payload_len",
             "src_ip", "dst_ip", "src_port", "dst_port")}
-        draws = {name: getattr(self, name)[rows].tolist() for name in (
-            "isn", "client_port", "server_port", "client_off", "server_off", "flow_label")}
+        draws = self._draws(rows, t)
         out: list[FlowPackets | str] = []
         for j in range(len(rows)):
             version, proto = cols["ip_version"][j], cols["protocol"][j]
@@ -178,6 +172,15 @@ class _Plan:
             return lens
         summary.clipped_packets += sum(x > cap for x in lens)
         return [min(x, cap) for x in lens]
+
+
+def _chunk(batch: Batch, b: int) -> Batch:
+    """Rows b .. b + PREPARE of a batch (the batch itself when it is no larger than one chunk)."""
+    rows, table, start_ns = batch
+    sl = slice(b, b + PREPARE)
+    if b == 0 and len(rows) <= PREPARE:
+        return rows, table, start_ns
+    return rows[sl], table.take(np.arange(len(rows))[sl]), start_ns[sl]
 
 
 def _append_close(flow: FlowPackets) -> int:
