@@ -407,6 +407,9 @@ def export_pcap(
     payload: Annotated[str | None, typer.Option("--payload", help="zeros or random (never real data)")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     close_tcp: Annotated[bool, typer.Option("--close-tcp", help="append FIN/ACK to open TCP flows")] = False,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="flows read at a time (memory; output is the same)")
+    ] = None,
 ) -> None:
     """Write a flow table as a replayable pcap/pcapng (valid checksums, consistent TCP state)."""
     from netsynth.export import export_pcap as run_export
@@ -435,6 +438,7 @@ def export_pcap(
         payload=payload,
         seed=seed,
         close_tcp=close_tcp or None,
+        batch_size=batch_size,
     )
     info = summary.to_dict()
     skipped = info.get("skipped") or {}
