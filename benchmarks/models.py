@@ -18,8 +18,9 @@ throughput: in a fresh process per family (so peak RSS is the sampler's, not tra
 machine's own float32 matmul rate (512×512, 1 thread and the sampler's thread count), then times the
 core generation step (token sampling with cache/recurrent state; DDIM; baselines' resampling) for 10- and
 20-packet flows at two sample batch sizes, counts its FLOPs with `torch.utils.flop_counter.FlopCounterMode`
-(matmuls, bmm, attention; element-wise work is not counted) and reports achieved FLOP/s as a fraction of
-the matmul rate, plus end-to-end `sample()` flows/s and peak RSS.
+(matmuls, bmm, attention; element-wise work is not counted; token models' count covers live sequences
+only, see `core_generate`) and reports achieved FLOP/s as a fraction of the matmul rate, plus end-to-end
+`sample()` flows/s and peak RSS.
 """
 
 from __future__ import annotations
@@ -156,8 +157,13 @@ def _labels(model, n: int, rng: np.random.Generator):
     return labels, protocol, ipv
 
 
-def core_generate(model, n: int, packets: int, batch: int, seed: int = 0) -> dict:
-    """The family's generation step only (no decoding), for `packets`-packet flows; returns timing input."""
+def core_generate(model, n: int, packets: int, batch: int, seed: int = 0, useful_only: bool = False) -> dict:
+    """The family's generation step only (no decoding), for `packets`-packet flows; returns timing input.
+
+    `useful_only` (for counting FLOPs) drops each finished flow at once, so the count holds only the
+    work of live sequences: the timed sampler keeps finished rows stepping until they are a quarter of
+    the batch, and counting that padding work would flatter the achieved FLOP/s.
+    """
     import torch
 
     from netsynth.flows import max_payload
@@ -176,6 +182,7 @@ def core_generate(model, n: int, packets: int, batch: int, seed: int = 0) -> dic
         prefix = np.stack([[codec.class_token(c) for c in labels], [codec.proto_token(p) for p in protocol]], 1)
         cap = np.array([max_payload(v, p) for v, p in zip(ipv, protocol, strict=True)])
         gen = torch.Generator().manual_seed(seed)
+        extra = {"compact_fraction": 0.0} if useful_only else {}
         tokens = 0
         with torch_threads(cfg.cpu_threads):
             threads = torch.get_num_threads()
@@ -184,7 +191,7 @@ def core_generate(model, n: int, packets: int, batch: int, seed: int = 0) -> dic
                 out = sample_tokens(model.module_, grammar, torch.as_tensor(prefix[sl]),
                                     torch.as_tensor(protocol[sl] == 6), torch.as_tensor(cap[sl]),
                                     max_length=max_length, temperature=cfg.temperature, top_k=cfg.top_k,
-                                    generator=gen)
+                                    generator=gen, **extra)
                 tokens += int((out != 0).sum())
         return {"threads": threads, "tokens": tokens}
     if isinstance(model, DiffusionGenerator):
@@ -226,7 +233,7 @@ def throughput_family(name: str, work: Path, n: int) -> dict:
             if name in DEEP:  # counted on a quarter of the flows (the counter's dispatch is slow), scaled
                 n_count = max(1, n // 4)
                 with FlopCounterMode(display=False) as fc:
-                    core_generate(model, n_count, packets, min(b, n_count))
+                    core_generate(model, n_count, packets, min(b, n_count), useful_only=True)
                 flops = int(fc.get_total_flops() * n / n_count)
             th = info["threads"]
             if th not in rate_all:

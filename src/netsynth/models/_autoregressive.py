@@ -128,16 +128,21 @@ class Grammar:
     must use the exact-zero IAT bin, non-TCP flows only the zero flag byte, and SIZE/BIN tokens must
     not exceed the flow's `max_payload(ip_version, protocol)`; TCP flows only use flag bytes seen on
     TCP packets in training (so every flag value is one real TCP stacks produce).
+
+    The sampler does not build the mask per step: everything the mask depends on is a small discrete
+    state (grammar state, first packet or not, TCP or not, the flow's cap), so `additive_table` builds
+    all rows once per batch and a step adds one row per sequence (`mask` is the per-step reference).
     """
 
     FULL = 8  # extra state: last TIME token of the N-th packet
+    N_STATES = 9
 
     def __init__(self, codec: TokenCodec, device: torch.device | str,
                  tcp_flag_values: list[int] | None = None) -> None:
         kind = torch.as_tensor(codec.kinds(), device=device)
         self.kind = kind
         V = len(kind)
-        allowed = torch.zeros(9, V, dtype=torch.bool, device=device)
+        allowed = torch.zeros(self.N_STATES, V, dtype=torch.bool, device=device)
         size_start = (kind == K_SIZE) | (kind == K_BIN)
         allowed[K_PAD] = kind == K_PAD
         allowed[K_EOS] = kind == K_PAD
@@ -158,13 +163,20 @@ class Grammar:
         self.size_floor = torch.as_tensor(codec.token_size_floor(), device=device)
         self.max_packets = codec.max_packets
 
+    def state(self, last_kind: torch.Tensor, n_packets: torch.Tensor) -> torch.Tensor:
+        """Grammar state per sequence: the last token's kind, or FULL after the N-th packet's TIME."""
+        return torch.where((last_kind == K_TIME) & (n_packets >= self.max_packets),
+                           torch.full_like(last_kind, self.FULL), last_kind)
+
     def mask(self, last_kind: torch.Tensor, n_packets: torch.Tensor, is_tcp: torch.Tensor,
              cap: torch.Tensor) -> torch.Tensor:
-        """(B, V) boolean: True where a token is allowed next."""
-        state = torch.where((last_kind == K_TIME) & (n_packets >= self.max_packets),
-                            torch.full_like(last_kind, self.FULL), last_kind)
+        """(B, V) boolean: True where a token is allowed next (the reference for `additive_table`)."""
+        return self._state_mask(self.state(last_kind, n_packets), n_packets == 1, is_tcp, cap)
+
+    def _state_mask(self, state: torch.Tensor, first: torch.Tensor, is_tcp: torch.Tensor,
+                    cap: torch.Tensor) -> torch.Tensor:
         ok = self.allowed[state]
-        bad = (n_packets == 1)[:, None] & self.bad_first[None, :]
+        bad = first[:, None] & self.bad_first[None, :]
         bad |= (~is_tcp)[:, None] & self.bad_udp[None, :]
         bad |= is_tcp[:, None] & self.bad_tcp[None, :]
         bad |= self.size_floor[None, :] > cap[:, None]
@@ -175,12 +187,31 @@ class Grammar:
             ok[empty] = self.allowed[state[empty]]
         return ok
 
+    def additive_table(self, is_tcp: torch.Tensor, cap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(table (R, V) float32 of 0 / -inf, base (B,) int64) for one batch.
+
+        Row ``base[i] + N_STATES * first + state`` of the table is ``mask(...)`` of sequence i in that
+        state, as an additive mask: one gather and one add per step instead of five (B, V) boolean
+        passes. Rows exist for each distinct (cap, TCP) pair of the batch — a handful, since caps
+        depend only on (IP version, protocol).
+        """
+        keys = cap.long() * 2 + is_tcp.long()
+        uniq, inverse = torch.unique(keys, return_inverse=True)
+        n_ctx, S = len(uniq), self.N_STATES
+        state = torch.arange(S, device=cap.device).repeat(2 * n_ctx)  # (ctx, first, state) row order
+        first = torch.arange(2, device=cap.device).repeat_interleave(S).repeat(n_ctx).bool()
+        ctx = uniq.repeat_interleave(2 * S)
+        ok = self._state_mask(state, first, (ctx % 2).bool(), torch.div(ctx, 2, rounding_mode="floor"))
+        table = torch.zeros(ok.shape, dtype=torch.float32, device=cap.device).masked_fill_(~ok, float("-inf"))
+        return table, inverse * (2 * S)
+
 
 def select_state(state: Any, index: torch.Tensor) -> Any:
     """Keep batch entries `index` of a model state: every tensor is indexed on dim 0, others kept.
 
     This is the contract for `init_state`/`step` states (KV caches, recurrent states): nested dicts,
-    lists and tuples of tensors whose first dimension is the batch.
+    lists and tuples of tensors whose first dimension is the batch. A model may define its own
+    `select_state(state, index)` (the transformer copies only the filled part of its cache).
     """
     if torch.is_tensor(state):
         return state[index]
@@ -191,48 +222,76 @@ def select_state(state: Any, index: torch.Tensor) -> Any:
     return state
 
 
-@torch.no_grad()
+def sample_categorical(scores: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row from softmax(scores) ((B, V), -inf = excluded), by inverse CDF.
+
+    Exactly the law of `torch.multinomial(softmax(scores), 1)`, with one uniform per row instead of
+    one random number per (row, token): measured at B=512, V=781 on one CPU thread, 1.7 ms against
+    19.5 ms for softmax + multinomial and 7.9 ms for Gumbel-max (two logs per element). ``right=True``
+    never picks a token of probability 0 (its CDF equals its left neighbour's), and u is kept strictly
+    below the total so rounding cannot run past the last allowed token.
+    """
+    cdf = torch.softmax(scores, dim=-1).cumsum_(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, generator=generator, device=scores.device, dtype=cdf.dtype) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
+
+
+def _top_k_filter(scores: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """Keep the `top_k` best allowed scores per row (ties at the k-th kept), -inf elsewhere."""
+    if top_k is None or top_k >= scores.size(-1):
+        return scores
+    kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
+    return scores.masked_fill(scores < kth, float("-inf"))
+
+
+@torch.inference_mode()
 def sample_tokens(model: TokenModel, grammar: Grammar, prefix: torch.Tensor, is_tcp: torch.Tensor,
                   cap: torch.Tensor, *, max_length: int, temperature: float = 1.0, top_k: int | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, compact_fraction: float = 0.25) -> torch.Tensor:
     """Generate one batch: `prefix` (B, P) forced tokens (class, protocol), then masked sampling.
 
     Runs `model.step` once per position with the model's cache/state, so the cost per token is
-    constant. Finished sequences are dropped from the batch (`select_state`), so short flows do not
-    pay for long ones. Stops when every sequence has produced EOS or `max_length` is reached.
+    constant. Per step the element-wise work over (B, V) is one gathered additive mask row, the
+    temperature, optional top-k and one inverse-CDF draw. Finished sequences keep stepping (their
+    grammar allows only PAD) until they are `compact_fraction` of the live batch; then they are dropped
+    together (`select_state`), so short flows do not pay for long ones and the state is not copied
+    every time one flow ends. Stops when every sequence has produced EOS or `max_length` is reached.
     """
     B, P = prefix.shape
     device = prefix.device
+    table, base = grammar.additive_table(is_tcp, cap)
+    is_start = torch.zeros(K_TIME + 1, dtype=torch.long, device=device)
+    is_start[K_SIZE] = is_start[K_BIN] = 1
+    select = getattr(model, "select_state", None) or select_state
     state = model.init_state(B, device)
     out = torch.full((B, max_length), PAD, dtype=torch.long, device=device)
     out[:, :P] = prefix
     logits = None
     for t in range(P):
         logits, state = model.step(prefix[:, t], state)
-    last_kind = grammar.kind[prefix[:, -1]]
+    kind = grammar.kind[prefix[:, -1]]
     n_packets = torch.zeros(B, dtype=torch.long, device=device)
     rows = torch.arange(B, device=device)  # which output rows the live batch entries are
     for t in range(P, max_length):
-        ok = grammar.mask(last_kind, n_packets, is_tcp, cap)
-        scores = logits.float() / temperature
-        if top_k is not None and top_k < scores.size(-1):
-            scores = scores.masked_fill(~ok, float("-inf"))
-            kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        scores = scores.masked_fill(~ok, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        idx = base + grammar.N_STATES * (n_packets == 1).long() + grammar.state(kind, n_packets)
+        scores = logits.float()
+        if temperature != 1.0:
+            scores = scores / temperature
+        scores = _top_k_filter(scores + table.index_select(0, idx), top_k)
+        nxt = sample_categorical(scores, generator)
         out[rows, t] = nxt
         kind = grammar.kind[nxt]
-        n_packets += ((kind == K_SIZE) | (kind == K_BIN)).long()
-        done = kind == K_EOS
-        if bool(done.all()):
+        n_packets += is_start[kind]
+        done = kind <= K_EOS  # EOS now, or PAD after an earlier EOS
+        n_done = int(done.sum())
+        if n_done == len(rows):
             break
-        if bool(done.any()):
+        if n_done and n_done >= compact_fraction * len(rows):
             keep = torch.nonzero(~done).squeeze(1)
-            rows, nxt, kind, n_packets = rows[keep], nxt[keep], kind[keep], n_packets[keep]
-            is_tcp, cap, state = is_tcp[keep], cap[keep], select_state(state, keep)
-        last_kind = kind
+            rows, nxt, kind, n_packets, base = rows[keep], nxt[keep], kind[keep], n_packets[keep], base[keep]
+            state = select(state, keep)
         logits, state = model.step(nxt, state)
     # a flow cut by max_length gets its EOS implicitly: the decoder counts packets, not EOS
     return out

@@ -110,7 +110,10 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rotary(q, cos[pos:pos + 1], sin[pos:pos + 1]), apply_rotary(k, cos[pos:pos + 1], sin[pos:pos + 1])
         cache["k"][:, :, pos:pos + 1] = k
         cache["v"][:, :, pos:pos + 1] = v
-        y = F.scaled_dot_product_attention(q, cache["k"][:, :, :pos + 1], cache["v"][:, :, :pos + 1])
+        # one query per sequence: two batched products and a softmax; measured faster on CPU than
+        # scaled_dot_product_attention, whose flash kernel pays per-(batch, head) block overhead
+        scores = torch.matmul(q * self.head_dim ** -0.5, cache["k"][:, :, :pos + 1].transpose(-1, -2))
+        y = torch.matmul(torch.softmax(scores, dim=-1), cache["v"][:, :, :pos + 1])
         return self.proj(y.transpose(1, 2).reshape(B, 1, C))
 
 
@@ -182,12 +185,36 @@ class GPT(nn.Module):
         return self.head(self.norm(x))
 
     def init_state(self, batch: int, device: torch.device | str) -> dict[str, Any]:
-        """Empty key-value cache, preallocated to `max_length` positions."""
+        """Key-value cache preallocated to `max_length` positions, uninitialised.
+
+        `step` reads only positions it has written, so the buffers need no zeroing (zeroing eight
+        16 MB buffers per 512-flow batch showed up as 7 % of sampling time).
+        """
         shape = (batch, self.cfg.n_head, self.max_length, self.cfg.d_model // self.cfg.n_head)
         dtype = self.embed.weight.dtype
-        return {"pos": 0, "layers": [{"k": torch.zeros(shape, device=device, dtype=dtype),
-                                      "v": torch.zeros(shape, device=device, dtype=dtype)}
+        return {"pos": 0, "layers": [{"k": torch.empty(shape, device=device, dtype=dtype),
+                                      "v": torch.empty(shape, device=device, dtype=dtype)}
                                      for _ in self.blocks]}
+
+    def select_state(self, state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
+        """Keep batch entries `index` of a cache, copying only the positions written so far.
+
+        The generic `select_state` copies the whole preallocated (B, H, max_length, D) buffers; the
+        sampler's profile showed that copy (aten::index) as 30 % of sampling time when it ran per step.
+        """
+        pos = state["pos"]
+        layers = []
+        for cache in state["layers"]:
+            new = {}
+            for key, buf in cache.items():
+                fresh = buf.new_empty((len(index), *buf.shape[1:]))
+                fresh[:, :, :pos] = buf[:, :, :pos].index_select(0, index)
+                new[key] = fresh
+            layers.append(new)
+        out = {**state, "layers": layers}
+        if "cond" in state:
+            out["cond"] = state["cond"].index_select(0, index)
+        return out
 
     def step(self, tokens: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         """Feed one token per sequence, (B,) → next-token logits (B, V); advances the cache."""
