@@ -143,7 +143,26 @@ def test_fold_jobs_give_the_same_records(tmp_path: Path, bench_out: tuple[dict, 
 def test_per_class_detection_auc_is_recorded(bench_out: tuple[dict, Path]) -> None:
     results, _ = bench_out
     aucs = [r for r in results["records"] if r.get("section") == "fidelity_class" and r["metric"] == "detection_auc"]
-    # 3 classes × 2 folds for real + 2 generators; tiny folds have ≥ 10 flows per class on both sides
+    # 3 classes × 2 folds for real + 2 generators; tiny folds have ≥ 5 flows per class on both sides
     assert len(aucs) == 3 * 2 * 3
     emp = [r["value"] for r in aucs if r["generator"] == "empirical"]
     assert all(0.0 <= v <= 1.0 for v in emp)
+
+
+def test_detection_auc_by_group_separates_only_the_shifted_class() -> None:
+    """Group 'b' of the fake side is shifted far away, group 'a' is drawn like the real one."""
+    from netsynth.evaluate.multivariate import detection_auc, detection_auc_by_group
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["a", "b"], 300)
+    real = rng.normal(size=(600, 4))
+    fake = rng.normal(size=(600, 4))
+    fake[groups == "b"] += 5.0
+    overall, per = detection_auc_by_group(real, fake, groups, groups, seed=0, n_estimators=50, n_jobs=1)
+    assert per["b"] > 0.99
+    assert abs(per["a"] - 0.5) < 0.1
+    assert 0.6 < overall < 0.9  # half the fake flows are indistinguishable
+    # the ungrouped AUC draws the same subsample and forest
+    assert detection_auc(real, fake, seed=0, n_estimators=50, n_jobs=1) == pytest.approx(overall)
+    _, tiny = detection_auc_by_group(real[:4], fake[:4], groups[:4], groups[:4], seed=0, n_jobs=1)
+    assert np.isnan(tiny["a"])  # fewer than 5 flows a side: no number rather than a noisy one

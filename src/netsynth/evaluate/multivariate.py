@@ -102,20 +102,57 @@ def detection_auc(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_estima
 
     Both sides are subsampled to the same size so the AUC is not driven by class balance.
     """
-    from sklearn.ensemble import RandomForestClassifier
+    y, p, _ = _detection_probs(real, fake, None, None, seed=seed, n_estimators=n_estimators, n_jobs=n_jobs,
+                               folds=folds)
+    return _auc(y, p)
+
+
+def detection_auc_by_group(real: np.ndarray, fake: np.ndarray, real_groups: np.ndarray, fake_groups: np.ndarray,
+                           *, seed: int = 0, n_estimators: int = 100, n_jobs: int | None = -1, folds: int = 3,
+                           min_per_side: int = 5) -> tuple[float, dict[str, float]]:
+    """The detection AUC overall and within each group (class), from one cross-validated forest.
+
+    Why one forest: a forest per class costs a fit per class and small classes have too few points to
+    train one; scoring the out-of-fold probabilities of the pooled real-vs-synthetic forest within each
+    class answers the same question (can this class's synthetic flows be told from its real ones?) at
+    the price of one fit. A group with fewer than `min_per_side` flows on either side gets NaN.
+    """
+    y, p, g = _detection_probs(real, fake, real_groups, fake_groups, seed=seed, n_estimators=n_estimators,
+                               n_jobs=n_jobs, folds=folds)
+    per = {}
+    for c in sorted(set(np.asarray(real_groups).astype(str))):
+        sel = g == c
+        ok = min(int((y[sel] == 0).sum()), int((y[sel] == 1).sum())) >= min_per_side
+        per[c] = _auc(y[sel], p[sel]) if ok else float("nan")
+    return _auc(y, p), per
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if len(y) and len(set(y.tolist())) == 2 else float("nan")
+
+
+def _detection_probs(real: np.ndarray, fake: np.ndarray, real_groups: np.ndarray | None,
+                     fake_groups: np.ndarray | None, *, seed: int, n_estimators: int, n_jobs: int | None,
+                     folds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, out-of-fold P(fake), groups) on equal-size subsamples of both sides (MAX_POINTS at most)."""
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rng = np.random.default_rng(seed)
     n = min(len(real), len(fake), MAX_POINTS)
     if n < folds:
-        return float("nan")
-    x = np.vstack([_subsample(real, n, rng), _subsample(fake, n, rng)])
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=object)
+    ir = rng.choice(len(real), n, replace=False) if len(real) > n else np.arange(len(real))
+    jf = rng.choice(len(fake), n, replace=False) if len(fake) > n else np.arange(len(fake))
+    x = np.vstack([real[ir], fake[jf]])
     y = np.r_[np.zeros(n), np.ones(n)]
+    groups = (np.r_[np.asarray(real_groups)[ir], np.asarray(fake_groups)[jf]].astype(str)
+              if real_groups is not None and fake_groups is not None else np.zeros(2 * n, dtype=object))
     clf = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs, min_samples_leaf=2)
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    p = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
-    return float(roc_auc_score(y, p))
+    return y, cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1], groups
 
 
 def multivariate_metrics(real: FlowTable, fake: FlowTable, *, seed: int = 0, n_jobs: int | None = -1,
