@@ -86,7 +86,7 @@ def _tiny_gpt(codec: TokenCodec) -> GPT:
 
 
 def test_gpt_select_state_matches_generic_selection(codec):
-    """The transformer's own compaction (filled positions only) gives the same next logits."""
+    """The transformer's own compaction (in place, filled positions only) gives the same next logits."""
     model = _tiny_gpt(codec)
     tokens = torch.randint(2, codec.vocab_size, (6, 9), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
@@ -94,8 +94,9 @@ def test_gpt_select_state_matches_generic_selection(codec):
         for t in range(8):
             _, state = model.step(tokens[:, t], state)
         keep = torch.tensor([0, 2, 5])
+        copy = select_state(state, torch.arange(6))  # model.select_state consumes its input
         a, _ = model.step(tokens[keep, 8], model.select_state(state, keep))
-        b, _ = model.step(tokens[keep, 8], select_state(state, keep))
+        b, _ = model.step(tokens[keep, 8], select_state(copy, keep))
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
