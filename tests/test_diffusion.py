@@ -117,3 +117,40 @@ def test_default_parameter_count():
     """Documented default size: N = 20, one label row (the null class), one protocol row."""
     m = GaussianDiffusion(DiffusionConfig(), n_classes=0, n_protocols=1, max_packets=20)
     assert sum(p.numel() for p in m.parameters()) == 898_444
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    flows = tiny_flows(n_per_class=20, width=6, seed=2)
+    return flows, DiffusionGenerator(DiffusionGenerator.tiny_config(), device="cpu", random_state=0).fit(flows)
+
+
+def test_save_load_keeps_quantile_tables_and_samples(fitted, tmp_path):
+    flows, gen = fitted
+    assert gen.codec_.size_transform == "quantile"
+    assert gen.codec_.size_values == np.unique(flows.payload_len[flows.mask]).tolist()
+    gen.save(tmp_path / "m")
+    again = DiffusionGenerator.load(tmp_path / "m", device="cpu")
+    assert again.codec_ == gen.codec_
+    for snap in (True, False):
+        gen.config = again.config = gen.config_.replace(snap_sizes=snap)
+        a, b = gen.sample(40, random_state=5), again.sample(40, random_state=5)
+        np.testing.assert_array_equal(a.payload_len, b.payload_len)
+        np.testing.assert_array_equal(a.direction, b.direction)
+        np.testing.assert_array_equal(a.n_packets, b.n_packets)
+
+
+def test_unsnapped_quantile_sizes_are_training_sizes(fitted):
+    flows, gen = fitted
+    gen.config = gen.config_.replace(snap_sizes=False)
+    table = gen.sample(60, random_state=1)
+    kept = table.payload_len[table.mask]
+    assert set(np.unique(kept)) <= set(gen.codec_.size_values)
+
+
+def test_log_transform_still_selectable():
+    flows = tiny_flows(n_per_class=10, width=6, seed=4)
+    gen = DiffusionGenerator(DiffusionGenerator.tiny_config().replace(size_transform="log"), device="cpu",
+                             random_state=0).fit(flows)
+    assert gen.codec_.size_transform == "log" and gen.codec_.scale_size(np.array([0]))[0] == -1
+    gen.sample(10, random_state=0).validate()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from torch import nn
 from netsynth.codecs.grid import N_CHANNELS, GridCodec
 from netsynth.errors import InputError
 from netsynth.flows import FlowTable
-from netsynth.models._train import TrainSettings, seeded_torch
+from netsynth.models._train import TrainSettings, seeded_torch, torch_threads
 from netsynth.models._train import train as run_training
 from netsynth.models.base import BaseConfig, Generator, RawFlows
 from netsynth.utils.device import resolve_device
@@ -69,6 +69,10 @@ class DiffusionConfig(BaseConfig):
     # seeds): snap 0.140 ± 0.022 vs no snap 0.130 ± 0.007 (model trained 396 steps) and 0.084 ± 0.011
     # vs 0.043 ± 0.000 (283 steps). Never worse, and it keeps every size one the class really used.
     snap_sizes: bool = True
+    # payload-size channel: "quantile" (rank / inverse empirical CDF, lands on training sizes) or the
+    # older "log" scale; see codecs/grid.py for why and benchmarks/diffusion_levers.py for the numbers
+    size_transform: Literal["class_quantile", "quantile", "log"] = "quantile"
+    cpu_threads: int | None = 1  # training and sampling (2 threads contend on a shared 2-core machine)
     # optimisation
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
@@ -103,7 +107,7 @@ class DiffusionConfig(BaseConfig):
                              batch_size=self.batch_size, max_epochs=self.max_epochs, max_time=self.max_time,
                              warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema=self.ema,
                              patience=self.patience, checkpoint_dir=self.checkpoint_dir,
-                             progress=self.progress)
+                             progress=self.progress, cpu_threads=self.cpu_threads)
 
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -268,7 +272,7 @@ class DiffusionGenerator(Generator):
 
     def _count_parameters(self, flows: FlowTable, train: FlowTable, valid: FlowTable,
                           given_valid: FlowTable | None) -> int:
-        codec = GridCodec.fit(train)
+        codec = GridCodec.fit(train, size_transform=self.config_.size_transform)
         n_classes = len(set(codec.classes) | set(valid.classes))
         n_protocols = len({int(p) for p in train.protocol}) + 1
         with seeded_torch(0):
@@ -287,7 +291,7 @@ class DiffusionGenerator(Generator):
     def _fit(self, train: FlowTable, valid: FlowTable, rng: np.random.Generator) -> dict[str, Any]:
         cfg = self.config_
         device = resolve_device(self.device)
-        self.codec_ = GridCodec.fit(train)
+        self.codec_ = GridCodec.fit(train, size_transform=cfg.size_transform)
         self.codec_.classes = sorted(set(self.codec_.classes) | set(valid.classes))
         self.protocols_ = sorted({int(p) for p in train.protocol})
         seed = derive_seed(rng)
@@ -300,19 +304,30 @@ class DiffusionGenerator(Generator):
         self.device_ = device
         return {**summary, "parameters": self.n_parameters()}
 
-    def _sample_flows(self, labels: np.ndarray, protocol: np.ndarray, ip_version: np.ndarray,
-                      rng: np.random.Generator) -> RawFlows:
+    def sample_grid(self, labels: np.ndarray, protocol: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Raw DDIM grids (n, N, C) in [-1, 1] before decoding (benchmarks decode one grid several ways)."""
         cfg = self.config_
         gen = torch.Generator().manual_seed(derive_seed(rng))
         y_all = torch.as_tensor(self._class_index(labels), device=self.device_)
         p_all = torch.as_tensor(self._protocol_index(protocol), device=self.device_)
         parts = []
-        for start in range(0, len(labels), cfg.sample_batch):
-            sl = slice(start, start + cfg.sample_batch)
-            x = self.module_.ddim_sample(y_all[sl], p_all[sl], (self.codec_.max_packets, N_CHANNELS),
-                                         steps=cfg.sample_steps, cond_scale=cfg.cond_scale, generator=gen)
-            parts.append(x.float().cpu().numpy())
-        dec = self.codec_.decode(np.concatenate(parts), labels, snap_sizes=cfg.snap_sizes, protocol=protocol)
+        with torch_threads(cfg.cpu_threads, self.device_):
+            for start in range(0, len(labels), cfg.sample_batch):
+                sl = slice(start, start + cfg.sample_batch)
+                x = self.module_.ddim_sample(y_all[sl], p_all[sl], (self.codec_.max_packets, N_CHANNELS),
+                                             steps=cfg.sample_steps, cond_scale=cfg.cond_scale, generator=gen)
+                parts.append(x.float().cpu().numpy())
+        return np.concatenate(parts)
+
+    def _sample_flows(self, labels: np.ndarray, protocol: np.ndarray, ip_version: np.ndarray,
+                      rng: np.random.Generator) -> RawFlows:
+        grid = self.sample_grid(labels, protocol, rng)
+        return self.decode_grid(grid, labels, protocol, snap_sizes=self.config_.snap_sizes)
+
+    def decode_grid(self, grid: np.ndarray, labels: np.ndarray, protocol: np.ndarray, *,
+                    snap_sizes: bool) -> RawFlows:
+        """Decode sampled grids with the fitted codec; records the clip counts in `last_clipped_`."""
+        dec = self.codec_.decode(grid, labels, snap_sizes=snap_sizes, protocol=protocol)
         self.last_clipped_ = dec["clipped"]
         return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
                         iat=dec["iat"], tcp_flags=dec["tcp_flags"])
