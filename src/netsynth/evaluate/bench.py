@@ -433,15 +433,17 @@ def augmentation(ctx: FoldContext, pools: Mapping[str, list[FlowTable]], strict:
 
 # ---------------------------------------------------------------------------------------------- driver
 @contextmanager
-def _stepper(enabled: bool) -> Iterator[Step]:
-    """Progress lines `  12.3s message` on stderr (plain lines: readable in logs and CI)."""
+def _stepper(enabled: bool, label: str | None = None) -> Iterator[Step]:
+    """Progress lines `[bench   12.3s] message` on stderr (plain lines: readable in logs and CI); `label`
+    (the run's title) tells interleaved lines of several benches sharing a worker pool apart."""
     import sys
 
     start = time.perf_counter()
+    tag = f"{label}: " if label else ""
 
     def step(msg: str) -> None:
         if enabled:
-            print(f"[bench {time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
+            print(f"[bench {time.perf_counter() - start:7.1f}s] {tag}{msg}", file=sys.stderr, flush=True)
 
     yield step
 
@@ -492,7 +494,7 @@ def _one_fold(fold: int, train: FlowTable, test: FlowTable, generators: list[str
     """One fold with its own records: (record rows, run_fold's output, tables kept for plots)."""
     rec, keep = Records(), {}
     if step is None:  # in a worker process: own progress lines, prefixed so interleaved folds stay readable
-        with _stepper(opts.progress) as worker_step:
+        with _stepper(opts.progress, opts.title) as worker_step:
             out = run_fold(fold, train, test, generators, opts, rec, worker_step, keep)
     else:
         out = run_fold(fold, train, test, generators, opts, rec, step, keep)
@@ -506,30 +508,6 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _run_folds(pairs: list[tuple[FlowTable, FlowTable]], generators: list[str], opts: BenchOptions, step: Step,
-               ) -> Iterator[tuple[list[dict], dict[str, Any], dict[str, Any]]]:
-    """Each fold's results, in fold order, computed in this process or `fold_jobs` worker processes.
-
-    Why processes: a fold is minutes of single-threaded torch and tree fitting, and small models gain
-    nothing from intra-op threads, so on a K-core machine K folds at once is the only way to use the cores.
-    `spawn`, not `fork`: forking a process that has started torch's thread pools can deadlock.
-    """
-    jobs = min(max(1, opts.fold_jobs), len(pairs))
-    if jobs == 1:
-        for i, (tr, te) in enumerate(pairs):
-            yield _one_fold(i, tr, te, generators, opts, step)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    worker_opts = dataclasses.replace(opts, n_jobs=1, fold_jobs=1)
-    step(f"{len(pairs)} folds on {jobs} worker processes")
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-        futures = [pool.submit(_one_fold, i, tr, te, generators, worker_opts) for i, (tr, te) in enumerate(pairs)]
-        for f in futures:
-            yield f.result()
-
-
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
@@ -540,6 +518,37 @@ def run_bench(train: FlowTable, test: FlowTable | None, generators: list[str], o
 
     `test=None` with folds ≥ 2 folds `train` alone; with a test table and folds ≥ 2 the two are pooled
     first (each fold then has its own, grouped split). Returns the results dict (what results.json holds).
+    With `fold_jobs` > 1 the folds run in that many worker processes (see `fold_pool`).
+    """
+    opts = (options or BenchOptions()).resolved()
+    jobs = min(max(1, opts.fold_jobs), max(1, opts.folds))
+    if jobs == 1:
+        return start_bench(train, test, generators, out_dir, opts).finish()
+    with fold_pool(jobs) as pool:
+        return start_bench(train, test, generators, out_dir, opts, pool=pool).finish()
+
+
+@contextmanager
+def fold_pool(jobs: int) -> Iterator[Any]:
+    """Worker processes for folds (several benches may share one, so no core idles between tasks).
+
+    Why processes: a fold is minutes of single-threaded torch and tree fitting, and ~1 M-parameter models
+    gain nothing from intra-op threads, so on a K-core machine K folds at once is the way to use the
+    cores. `spawn`, not `fork`: forking a process that has started torch's thread pools can deadlock.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        yield pool
+
+
+def start_bench(train: FlowTable, test: FlowTable | None, generators: list[str], out_dir: Path | str,
+                options: BenchOptions | None = None, *, pool: Any | None = None) -> BenchRun:
+    """Check everything, make the folds and (with a `pool`) submit them; `.finish()` collects and reports.
+
+    Every check that can fail runs here, before any fold starts. Records do not depend on whether folds
+    ran in this process or in workers: every seed derives from the fold index (test).
     """
     from netsynth.models import get_generator
 
@@ -552,31 +561,61 @@ def run_bench(train: FlowTable, test: FlowTable | None, generators: list[str], o
     bad = [p for p in opts.protocols if p not in A.PROTOCOLS]
     if bad:
         raise InputError(f"unknown protocol(s) {bad}; choose from {A.PROTOCOLS}")
-    t0 = time.perf_counter()
-    rec = Records()
-    keep: dict[str, Any] = {}
-    with _stepper(opts.progress) as step:
-        pairs, split = fold_pairs(train, test, opts)
-        fold_info, confusion, labels, gen_info = [], {}, [], {}
-        for i, (tr, te), (rows, out, kept) in zip(range(len(pairs)), pairs,
-                                                  _run_folds(pairs, list(generators), opts, step), strict=True):
-            rec.rows.extend(rows)
-            keep.update(kept)
-            labels = sorted(set(labels) | set(out["labels"]))
-            for name, m in out["confusion"].items():
-                confusion.setdefault(name, []).append((out["labels"], m))
-            gen_info.setdefault(i, out["generators"])
-            fold_info.append({"fold": i, "n_train": len(tr), "n_test": len(te), "train_counts": tr.class_counts(),
-                              "test_counts": te.class_counts(),
-                              "test_groups": len({c for c in te.capture if c is not None})})
-        results = assemble(rec, opts, generators, train, test, split, fold_info, confusion, labels, gen_info,
-                           time.perf_counter() - t0)
-        step("writing report")
+    run = BenchRun(train=train, test=test, generators=list(generators), out_dir=Path(out_dir), opts=opts)
+    run.pairs, run.split = fold_pairs(train, test, opts)
+    if pool is not None:
+        worker_opts = dataclasses.replace(opts, n_jobs=1, fold_jobs=1)
+        run.futures = [pool.submit(_one_fold, i, tr, te, run.generators, worker_opts)
+                       for i, (tr, te) in enumerate(run.pairs)]
+    return run
+
+
+@dataclass
+class BenchRun:
+    """A started benchmark: its folds (running in a pool, or run by `finish` in this process)."""
+
+    train: FlowTable
+    test: FlowTable | None
+    generators: list[str]
+    out_dir: Path
+    opts: BenchOptions
+    pairs: list[tuple[FlowTable, FlowTable]] = field(default_factory=list)
+    split: dict = field(default_factory=dict)
+    futures: list[Any] | None = None
+    t0: float = field(default_factory=time.perf_counter)
+
+    def _fold_outputs(self, step: Step) -> Iterator[tuple[list[dict], dict[str, Any], dict[str, Any]]]:
+        if self.futures is not None:
+            step(f"{len(self.pairs)} folds submitted to worker processes")
+            for f in self.futures:
+                yield f.result()
+            return
+        for i, (tr, te) in enumerate(self.pairs):
+            yield _one_fold(i, tr, te, self.generators, self.opts, step)
+
+    def finish(self) -> dict:
+        """Wait for every fold, assemble the results and write report.md, report.html and results.json."""
         from netsynth.evaluate.bench_report import write_bench
 
-        write_bench(results, Path(out_dir), keep if opts.plots else None)
-        step(f"done in {time.perf_counter() - t0:.1f}s → {out_dir}")
-    return results
+        rec, keep = Records(), {}
+        fold_info, confusion, labels, gen_info = [], {}, [], {}
+        with _stepper(self.opts.progress, self.opts.title if self.futures is not None else None) as step:
+            for i, ((tr, te), (rows, out, kept)) in enumerate(zip(self.pairs, self._fold_outputs(step), strict=True)):
+                rec.rows.extend(rows)
+                keep.update(kept)
+                labels = sorted(set(labels) | set(out["labels"]))
+                for name, m in out["confusion"].items():
+                    confusion.setdefault(name, []).append((out["labels"], m))
+                gen_info.setdefault(i, out["generators"])
+                fold_info.append({"fold": i, "n_train": len(tr), "n_test": len(te),
+                                  "train_counts": tr.class_counts(), "test_counts": te.class_counts(),
+                                  "test_groups": len({c for c in te.capture if c is not None})})
+            results = assemble(rec, self.opts, self.generators, self.train, self.test, self.split, fold_info,
+                               confusion, labels, gen_info, time.perf_counter() - self.t0)
+            step("writing report")
+            write_bench(results, self.out_dir, keep if self.opts.plots else None)
+            step(f"done in {time.perf_counter() - self.t0:.1f}s → {self.out_dir}")
+        return results
 
 
 def _merge_confusion(parts: list[tuple[list[str], np.ndarray]], labels: list[str]) -> list[list[int]]:
@@ -630,4 +669,4 @@ def _versions_all() -> dict[str, str]:
     return out
 
 
-__all__ = ["BenchOptions", "Records", "lookup", "parse_overrides", "run_bench"]
+__all__ = ["BenchOptions", "BenchRun", "Records", "fold_pool", "lookup", "parse_overrides", "run_bench", "start_bench"]
