@@ -35,14 +35,14 @@ DEEP = ("transformer", "ssm", "diffusion")
 # `sample_scale` synthetic flows per fit as a multiple of each class's training count.
 TASKS = {
     "ndpi-cat14-flow": {"input": DATA / "ndpi-tests" / "pcap", "labels": DATA / "ndpi-tests" / "labels.csv",
-                        "split_by": "flow", "cache": "ndpi-cat14", "max_time": 60.0, "sample_scale": 0.5,
+                        "split_by": "flow", "cache": "ndpi-cat14", "max_time": 60.0, "sample_scale": 1.0,
                         "strict_fractions": (0.25,), "strict_folds": 1, "folds": 5},
     "iot-type16": {"input": DATA / "iot-sentinel", "labels": DATA / "iot-sentinel" / "labels.csv",
-                   "split_by": "capture", "cache": "iot-type16", "max_time": 120.0, "sample_scale": 0.5,
+                   "split_by": "capture", "cache": "iot-type16", "max_time": 120.0, "sample_scale": 1.0,
                    "strict_fractions": (0.25,), "strict_folds": 1, "folds": 5},
     "ndpi-cat14-capture": {"input": DATA / "ndpi-tests" / "pcap", "labels": DATA / "ndpi-tests" / "labels.csv",
                            "split_by": "capture", "cache": "ndpi-cat14", "max_time": 60.0,
-                           "sample_scale": 0.5, "strict_fractions": (0.25,), "strict_folds": 1, "folds": 5},
+                           "sample_scale": 1.0, "strict_fractions": (0.25,), "strict_folds": 1, "folds": 5},
 }
 DEFAULT_TASKS = "ndpi-cat14-flow,iot-type16"
 
