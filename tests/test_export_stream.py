@@ -93,7 +93,7 @@ def test_same_bytes_any_batch_size_file_or_folder(tmp_path: Path, ascending: boo
     table.write(tmp_path / "t.parquet", row_group_size=7)
     folder = write_parts(table, tmp_path / "parts", [13, 60, 61], row_group_size=9)
     variants = [(tmp_path / "t.parquet", 1), (tmp_path / "t.parquet", 5), (tmp_path / "t.parquet", 64),
-                (folder, 4), (folder, 1000), (table, 3)]
+                (folder, 4), (folder, 1000), (table, np.int64(3))]
     for i, (src, size) in enumerate(variants):
         got = export_bytes(src, tmp_path / f"v{i}.pcap", batch_size=size, payload="random", seed=4)
         assert got == ref, (src, size)
@@ -219,6 +219,13 @@ def test_bad_rows_late_in_stream_leave_no_output(tmp_path: Path) -> None:
         export_pcap(folder, out, batch_size=8)
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.pcap", "parts"]
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True, "8"])
+def test_bad_batch_size(tmp_path: Path, size: object) -> None:
+    with pytest.raises(InputError, match="--batch-size"):
+        export_pcap(crafted(3), tmp_path / "x.pcap", batch_size=size)
+    assert not (tmp_path / "x.pcap").exists()
 
 
 def test_cli_batch_size(tmp_path: Path) -> None:

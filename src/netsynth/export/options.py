@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,7 +87,8 @@ class ExportOptions:
             raise InputError(f"export: --payload must be one of {', '.join(PAYLOADS)}, not {self.payload!r}")
         if self.ts_resolution not in (6, 9):
             raise InputError(f"export: ts_resolution must be 6 or 9, not {self.ts_resolution!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        whole = isinstance(self.batch_size, numbers.Integral) and not isinstance(self.batch_size, bool)
+        if not whole or self.batch_size < 1:
             raise InputError(f"export: --batch-size must be a positive whole number, not {self.batch_size!r}")
         rate = float(self.flows_per_second)
         if not math.isfinite(rate) or rate <= 0:
