@@ -166,3 +166,15 @@ def test_detection_auc_by_group_separates_only_the_shifted_class() -> None:
     assert detection_auc(real, fake, seed=0, n_estimators=50, n_jobs=1) == pytest.approx(overall)
     _, tiny = detection_auc_by_group(real[:4], fake[:4], groups[:4], groups[:4], seed=0, n_jobs=1)
     assert np.isnan(tiny["a"])  # fewer than 5 flows a side: no number rather than a noisy one
+
+
+def test_training_reached_table_reports_capped_fits() -> None:
+    from netsynth.evaluate.bench_report import _training_reached
+
+    fit = lambda steps, loss, why: {"training": {"steps": steps, "best_val_loss": loss, "stop_reason": why}}  # noqa: E731
+    results = {"generators": ["ssm", "markov"],
+               "generator_info": {"0": {"ssm": fit(100, 0.5, "max_time"), "markov": {"training": {}}},
+                                  "1": {"ssm": fit(300, 0.7, "early_stopping"), "markov": {"training": {}}}}}
+    (_, _), (_, header, rows) = _training_reached(results)
+    assert header[2].startswith("optimizer steps")
+    assert rows == [["ssm", "2", "200 (100–300)", "0.600", "early_stopping ×1, max_time ×1"]]

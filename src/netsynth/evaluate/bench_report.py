@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from netsynth.evaluate.fidelity import EXTENDED_DEFINITIONS, TEMPORAL_KEYS
 from netsynth.evaluate.goals import matched_strict, temporal_score
 from netsynth.flows import FlowTable
@@ -299,10 +301,31 @@ def _cost(results: dict) -> list[Block]:
             row.append("–" if not v else (f"{v['mean']:,.0f}" if m == "parameters" else pm(v, 1)))
         rows.append(row)
     return [("h", 2, "4. Cost (measured in this run, on this machine)"),
-            ("table", ["generator", *metrics], rows),
+            ("table", ["generator", *metrics], rows), *_training_reached(results),
             ("p", "Peak RSS is the process's resident memory sampled every 20 ms during the call (torch buffers "
                   "included); the increase is over the RSS just before it. Sampling speed over the synthetic "
                   "draws of each fit (training class counts per draw).")]
+
+
+def _training_reached(results: dict) -> list[Block]:
+    """How far each trained generator got per fit: a budget-capped deep model must say it was capped."""
+    rows = []
+    for g in results["generators"]:
+        fits = [f[g]["training"] for f in results.get("generator_info", {}).values()
+                if isinstance(f.get(g, {}).get("training"), dict) and "steps" in f[g]["training"]]
+        if not fits:
+            continue
+        steps = np.array([t["steps"] for t in fits], dtype=np.float64)
+        losses = np.array([t.get("best_val_loss", np.nan) for t in fits], dtype=np.float64)
+        reasons = sorted({str(t.get("stop_reason")) for t in fits})
+        stops = ", ".join(f"{r} ×{sum(str(t.get('stop_reason')) == r for t in fits)}" for r in reasons)
+        rows.append([g, str(len(fits)), f"{steps.mean():,.0f} ({steps.min():,.0f}–{steps.max():,.0f})",
+                     f"{np.nanmean(losses):.3f}" if np.isfinite(losses).any() else "–", stops])
+    if not rows:
+        return []
+    return [("p", "Training reached, per fit of the main protocol (mean over folds; `max_time` = stopped by the "
+                  "training budget, not converged):"),
+            ("table", ["generator", "fits", "optimizer steps (min–max)", "best val loss", "stop reasons"], rows)]
 
 
 def _privacy(results: dict) -> list[Block]:
