@@ -187,6 +187,20 @@ def test_reads_at_most_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert max(calls) <= 25, (ascending, max(calls))
 
 
+def test_parquet_reader_holds_no_row_groups_already_read(tmp_path: Path) -> None:
+    """pyarrow holds about one batch, never the file: with pre-buffering on, the reader keeps the buffers
+    of every row group it has read (a small file is even buffered whole up front) until it is closed."""
+    path = tmp_path / "t.parquet"
+    long_flows(12000, ascending=True).write(path, row_group_size=200)
+    source = ParquetSource(path)
+    allocated = []
+    for _offset, table in source.batches(100):
+        allocated.append(pa.total_allocated_bytes())
+        del table
+    assert len(allocated) == 120
+    assert max(allocated) < path.stat().st_size / 4, (max(allocated), path.stat().st_size)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 def test_bad_part_named_and_nothing_written(tmp_path: Path) -> None:
     table = crafted(30)
