@@ -329,11 +329,13 @@ class Mamba2Mixer(nn.Module):
         z, xbc, dt = self._split(self.in_proj(u))
         k = cfg.d_conv
         conv_state[:, pos % k] = xbc
-        weight = self.conv1d.weight.squeeze(1)  # (C, K): tap j multiplies x_{t-K+1+j}
+        # (K, C), contiguous: tap j multiplies x_{t-K+1+j}; a column of the (C, K) weight is strided,
+        # which measured ~2x slower in these multiply-adds
+        taps = self.conv1d.weight.squeeze(1).t().contiguous()
         rot = [(s - pos - 1) % k for s in range(k)]  # tap applied to ring slot s
-        acc = torch.addcmul(self.conv1d.bias, conv_state[:, 0], weight[:, rot[0]])
+        acc = torch.addcmul(self.conv1d.bias, conv_state[:, 0], taps[rot[0]])
         for slot in range(1, k):
-            acc = torch.addcmul(acc, conv_state[:, slot], weight[:, rot[slot]])
+            acc = torch.addcmul(acc, conv_state[:, slot], taps[rot[slot]])
         xbc = F.silu(acc)
         with torch.autocast(u.device.type, enabled=False):
             x, delta, log_a, b, c = self._ssm_inputs(xbc, dt)
