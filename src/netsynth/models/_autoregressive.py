@@ -4,7 +4,8 @@ A family (transformer, SSM) supplies only a torch module implementing `TokenMode
 
 - ``forward(tokens)`` : (B, T) int64 → (B, T, V) logits, causal (training, full sequences);
 - ``init_state(batch, device)`` → an opaque per-batch state (KV cache, recurrent state);
-- ``step(tokens, state)`` : (B,) int64 → ((B, V) logits for the next token, new state).
+- ``step(tokens, state)`` : (B,) int64 → ((B, V) logits for the next token, new state);
+- optionally ``select_state(state, index)`` : keep batch rows `index` (else the generic `select_state`).
 
 and a `_build_module(vocab_size, max_length)` method on its `AutoregressiveGenerator` subclass.
 Everything else — fitting the codec, training through `_train.train`, saving, grammar-constrained
