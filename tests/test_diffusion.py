@@ -127,8 +127,11 @@ def fitted():
 
 def test_save_load_keeps_quantile_tables_and_samples(fitted, tmp_path):
     flows, gen = fitted
-    assert gen.codec_.size_transform == "quantile"
+    assert gen.codec_.size_transform == "class_quantile"
     assert gen.codec_.size_values == np.unique(flows.payload_len[flows.mask]).tolist()
+    c = flows.classes[0]
+    rows = flows.label.astype(str) == c
+    assert gen.codec_.class_size_tables[c][0]["values"] == np.unique(flows.payload_len[rows, 0]).tolist()
     gen.save(tmp_path / "m")
     again = DiffusionGenerator.load(tmp_path / "m", device="cpu")
     assert again.codec_ == gen.codec_
@@ -140,17 +143,24 @@ def test_save_load_keeps_quantile_tables_and_samples(fitted, tmp_path):
         np.testing.assert_array_equal(a.n_packets, b.n_packets)
 
 
-def test_unsnapped_quantile_sizes_are_training_sizes(fitted):
+def test_sampled_sizes_are_the_class_position_training_sizes(fitted):
     flows, gen = fitted
     gen.config = gen.config_.replace(snap_sizes=False)
     table = gen.sample(60, random_state=1)
-    kept = table.payload_len[table.mask]
-    assert set(np.unique(kept)) <= set(gen.codec_.size_values)
+    labels, train_labels = table.label.astype(str), flows.label.astype(str)
+    for c in np.unique(labels):
+        for j in range(table.max_packets):
+            kept = table.mask[:, j] & (labels == c)
+            seen = flows.payload_len[(train_labels == c) & flows.mask[:, j], j]
+            if kept.any() and len(seen):
+                assert set(np.unique(table.payload_len[kept, j])) <= set(np.unique(seen))
 
 
-def test_log_transform_still_selectable():
+@pytest.mark.parametrize("transform", ["log", "quantile"])
+def test_other_size_transforms_still_selectable(transform):
     flows = tiny_flows(n_per_class=10, width=6, seed=4)
-    gen = DiffusionGenerator(DiffusionGenerator.tiny_config().replace(size_transform="log"), device="cpu",
-                             random_state=0).fit(flows)
-    assert gen.codec_.size_transform == "log" and gen.codec_.scale_size(np.array([0]))[0] == -1
+    cfg = DiffusionGenerator.tiny_config().replace(size_transform=transform, class_direction=True)
+    gen = DiffusionGenerator(cfg, device="cpu", random_state=0).fit(flows)
+    assert gen.codec_.size_transform == transform and not gen.codec_.class_size_tables
+    assert gen.codec_.class_direction_p
     gen.sample(10, random_state=0).validate()

@@ -184,3 +184,23 @@ def test_class_quantile_unknown_class_uses_global_table(flows, class_codec):
     grid = np.zeros((4, flows.max_packets, N_CHANNELS))
     dec = class_codec.decode(grid, ["never-seen"] * 4)
     assert set(np.unique(dec["payload_len"])) <= set(class_codec.size_values)
+
+
+def test_class_direction_round_trip_and_shares(flows):
+    codec = GridCodec.fit(flows, size_transform="class_quantile", class_direction=True)
+    grid = codec.encode(flows)
+    assert grid.min() >= -1 and grid.max() <= 1
+    dec = codec.decode(grid, flows.label, protocol=flows.protocol)
+    np.testing.assert_array_equal(dec["direction"], flows.direction)
+    np.testing.assert_array_equal(dec["payload_len"], flows.payload_len)
+    again = GridCodec.from_dict(json.loads(json.dumps(codec.to_dict())))
+    assert again == codec
+    # a uniform value in the direction channel decodes to 1 with the class's training share per position
+    c = flows.classes[0]
+    v = np.linspace(-1, 1, 20_001)[:, None, None] * np.ones((1, flows.max_packets, N_CHANNELS))
+    v[..., C_MASK] = 1.0
+    got = codec.decode(v, [c] * len(v))["direction"].mean(axis=0)
+    rows = flows.label.astype(str) == c
+    for j in range(flows.max_packets):
+        if flows.mask[rows, j].any():
+            assert got[j] == pytest.approx(flows.direction[rows, j][flows.mask[rows, j]].mean(), abs=1e-3)

@@ -82,6 +82,18 @@ def _flag_bits(flags: np.ndarray) -> np.ndarray:
     return bits.astype(np.float32) * 2 - 1
 
 
+def _direction_shares(flows: FlowTable) -> dict[str, list[float]]:
+    """Per class, per position: share of kept packets sent responder→initiator (class share if none)."""
+    labels, mask = flows.label.astype(str), flows.mask
+    out = {}
+    for c in flows.classes:
+        rows = labels == c
+        whole = float(flows.direction[rows][mask[rows]].mean())
+        out[c] = [float(flows.direction[rows, j][mask[rows, j]].mean()) if mask[rows, j].any() else whole
+                  for j in range(flows.max_packets)]
+    return out
+
+
 @dataclass
 class GridCodec:
     """A fitted flow ⇄ grid codec. Build with `GridCodec.fit(flows)`; see the module docstring."""
@@ -100,10 +112,14 @@ class GridCodec:
     # class_quantile: per class, one CDF table per packet position (positions the class never reached
     # use the class's table over all positions; unknown classes the global table above)
     class_size_tables: dict[str, list[dict[str, list]]] = field(default_factory=dict)
+    # class_direction: direction coded by its (class, position) CDF too — P(responder→initiator) per
+    # class and position; 0 codes as the middle of [−1, 1 − 2p], 1 as the middle of [1 − 2p, 1]
+    class_direction_p: dict[str, list[float]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, flows: FlowTable, *, size_cap: int = 1480, size_transform: SizeTransform = "quantile") -> GridCodec:
+    def fit(cls, flows: FlowTable, *, size_cap: int = 1480, size_transform: SizeTransform = "quantile",
+            class_direction: bool = False) -> GridCodec:
         """Scaling ranges, size quantile table, per-class sizes and per-direction flags from training flows."""
         if size_transform not in SIZE_TRANSFORMS:
             raise InputError(f"size_transform must be one of {', '.join(SIZE_TRANSFORMS)}, got {size_transform!r}")
@@ -136,7 +152,8 @@ class GridCodec:
         return cls(classes=flows.classes, max_packets=flows.max_packets, iat_lo=lo, iat_hi=hi,
                    sizes_by_class=by_class, flags_by_direction=flags_dir, size_cap=size_cap,
                    size_transform=size_transform, size_values=table["values"], size_edges=table["edges"],
-                   class_size_tables=per_class)
+                   class_size_tables=per_class,
+                   class_direction_p=_direction_shares(flows) if class_direction else {})
 
     # ------------------------------------------------------------------ scalings
     @property
@@ -200,7 +217,7 @@ class GridCodec:
         mask = f.mask
         part = grid[:, :width]
         part[..., C_SIZE] = self.scale_sizes(f.payload_len, f.label.astype(str))
-        part[..., C_DIR] = f.direction.astype(np.float32) * 2 - 1
+        part[..., C_DIR] = self._scale_direction(f.direction, f.label.astype(str))
         part[..., C_IAT] = self.scale_iat(f.iat)
         part[..., C_MASK] = 1.0
         part[..., C_FLAGS:] = _flag_bits(f.tcp_flags)
@@ -224,8 +241,8 @@ class GridCodec:
         off = g[..., C_MASK] < 0
         n_packets = np.where(off.any(axis=1), off.argmax(axis=1), width)
         n_packets = np.maximum(n_packets, 1)
-        direction = (g[..., C_DIR] > 0).astype(np.int64)
         labels = np.asarray(labels).astype(str)
+        direction = self._unscale_direction(g[..., C_DIR], labels)
         if snap_sizes and self.size_transform != "class_quantile":
             size = self._snap_sizes(g[..., C_SIZE], labels)
         else:
@@ -240,6 +257,30 @@ class GridCodec:
             arr[~mask] = 0
         return {"n_packets": n_packets, "payload_len": size, "direction": direction, "iat": iat,
                 "tcp_flags": flags, "clipped": {"grid_outside_range": outside}}
+
+    def _direction_p(self, labels: np.ndarray, width: int) -> np.ndarray | None:
+        """(n, width) P(direction = 1) per flow and position, or None when direction is plain ±1."""
+        if not self.class_direction_p:
+            return None
+        fallback = float(np.mean([np.mean(v) for v in self.class_direction_p.values()]))
+        p = np.full((len(labels), width), fallback)
+        for c in np.unique(labels):
+            if str(c) in self.class_direction_p:
+                p[labels == c] = np.asarray(self.class_direction_p[str(c)][:width])
+        return p
+
+    def _scale_direction(self, direction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        d = np.asarray(direction)
+        p = self._direction_p(labels, d.shape[1])
+        if p is None:
+            return d.astype(np.float32) * 2 - 1
+        u = np.where(d == 1, 1 - p / 2, (1 - p) / 2)  # the middle of the value's CDF interval
+        return (2 * u - 1).astype(np.float32)
+
+    def _unscale_direction(self, v: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        p = self._direction_p(labels, v.shape[1])
+        threshold = 0.0 if p is None else 1 - 2 * p
+        return (v > threshold).astype(np.int64)
 
     def _snap_sizes(self, v: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Nearest size seen in training for each flow's class, measured in the scaled space."""
@@ -273,7 +314,8 @@ class GridCodec:
                 "iat_hi": self.iat_hi, "sizes_by_class": self.sizes_by_class,
                 "flags_by_direction": self.flags_by_direction, "size_cap": self.size_cap,
                 "size_transform": self.size_transform, "size_values": self.size_values,
-                "size_edges": self.size_edges, "class_size_tables": self.class_size_tables}
+                "size_edges": self.size_edges, "class_size_tables": self.class_size_tables,
+                "class_direction_p": self.class_direction_p}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridCodec:
@@ -285,4 +327,5 @@ class GridCodec:
         d["class_size_tables"] = {str(c): [{"values": [int(x) for x in t["values"]],
                                             "edges": [float(x) for x in t["edges"]]} for t in tables]
                                   for c, tables in d.get("class_size_tables", {}).items()}
+        d["class_direction_p"] = {str(c): [float(x) for x in v] for c, v in d.get("class_direction_p", {}).items()}
         return cls(**d)

@@ -5,8 +5,12 @@ order, so the last packets can shape the first), and its cost is set by the numb
 by the flow length.
 
 - Data: `codecs.grid.GridCodec` turns a flow into an (N, 12) array in [-1, 1] (size, direction, IAT,
-  mask, 8 flag bits) and decodes any array soundly (signs, first negative mask, nearest seen flags
-  and, optionally, sizes).
+  mask, 8 flag bits) and decodes any array soundly (signs, first negative mask, nearest seen flags).
+  Payload size (and optionally direction) is coded by its rank in the training CDF of the flow's
+  (class, position) and decoded by the inverse CDF: whatever the denoiser outputs lands on a size that
+  class used at that position, in its training proportions if the output is uniform, so the network
+  only has to learn how positions depend on each other. With the earlier log scale, sampled flows of
+  minority classes carried the majority class's sizes (TSTR 0.18-0.21 against 0.48 now).
 - Denoiser: a small transformer over the N packet positions (bidirectional attention; N ≤ ~30 makes
   a U-Net's down-sampling pointless) with a sinusoidal timestep embedding, a class embedding with a
   learned null class, and a protocol embedding, all summed into one conditioning vector that every
@@ -65,13 +69,17 @@ class DiffusionConfig(BaseConfig):
     p_uncond: float = 0.1
     sample_steps: int = 10  # DDIM steps at sampling; the cost is linear in them (was 20)
     cond_scale: float = 1.0
-    # Measured on iot-type16 (same DDIM grids decoded both ways, verify_flows.py TSTR macro F1, 3 RF
-    # seeds): snap 0.140 ± 0.022 vs no snap 0.130 ± 0.007 (model trained 396 steps) and 0.084 ± 0.011
-    # vs 0.043 ± 0.000 (283 steps). Never worse, and it keeps every size one the class really used.
+    # Log transform, measured on iot-type16 (same DDIM grids decoded both ways, TSTR macro F1, 3 RF
+    # seeds): snap 0.140 ± 0.022 vs no snap 0.130 ± 0.007 (396 steps), 0.084 vs 0.043 (283 steps); global
+    # quantile (833 steps): 0.180 vs 0.145 (cond_scale 1), 0.211 vs 0.174 (2). Under class_quantile
+    # decoding already lands on the class's sizes at that position, so the flag changes nothing there.
     snap_sizes: bool = True
-    # payload-size channel: "quantile" (rank / inverse empirical CDF, lands on training sizes) or the
-    # older "log" scale; see codecs/grid.py for why and benchmarks/diffusion_levers.py for the numbers
-    size_transform: Literal["class_quantile", "quantile", "log"] = "quantile"
+    # payload-size channel (codecs/grid.py): rank in the training CDF of the flow's (class, position),
+    # decoded by the inverse CDF. Measured (benchmarks/diffusion_levers.py, iot-type16, 240 s, ~130-150
+    # CPU-s, cond_scale 1): class_quantile 0.481 ± 0.016 TSTR vs global quantile 0.180 and log 0.210
+    # (models.md, same CPU budget): the denoiser's class signal was too weak to pick the class's sizes.
+    size_transform: Literal["class_quantile", "quantile", "log"] = "class_quantile"
+    class_direction: bool = False  # direction coded by its (class, position) CDF (codecs/grid.py)
     cpu_threads: int | None = 1  # training and sampling (2 threads contend on a shared 2-core machine)
     # optimisation
     lr: float = 2e-3
@@ -272,7 +280,8 @@ class DiffusionGenerator(Generator):
 
     def _count_parameters(self, flows: FlowTable, train: FlowTable, valid: FlowTable,
                           given_valid: FlowTable | None) -> int:
-        codec = GridCodec.fit(train, size_transform=self.config_.size_transform)
+        codec = GridCodec.fit(train, size_transform=self.config_.size_transform,
+                              class_direction=self.config_.class_direction)
         n_classes = len(set(codec.classes) | set(valid.classes))
         n_protocols = len({int(p) for p in train.protocol}) + 1
         with seeded_torch(0):
@@ -291,7 +300,7 @@ class DiffusionGenerator(Generator):
     def _fit(self, train: FlowTable, valid: FlowTable, rng: np.random.Generator) -> dict[str, Any]:
         cfg = self.config_
         device = resolve_device(self.device)
-        self.codec_ = GridCodec.fit(train, size_transform=cfg.size_transform)
+        self.codec_ = GridCodec.fit(train, size_transform=cfg.size_transform, class_direction=cfg.class_direction)
         self.codec_.classes = sorted(set(self.codec_.classes) | set(valid.classes))
         self.protocols_ = sorted({int(p) for p in train.protocol})
         seed = derive_seed(rng)
