@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/diffusion_levers.py --max-time 240 [--set size_transform=log ...]
         [--cond-scales 1 2] [--work runs/diffusion-levers]
 
-Fits `diffusion` with its defaults plus the `--set` overrides (1 thread, wall-clock cap --max-time),
+Fits `diffusion` with its defaults plus the `--set` overrides (1 thread, wall-clock cap --max-time;
+or loads `--model DIR` and applies the overrides to sampling only, e.g. sample_steps),
 and `independent` as the same-run reference. Then it samples the DDIM grids once per `cond_scale`
 (training class counts, seed 0) and decodes each grid twice — sizes snapped to the class's training
 sizes and not — so the snapping comparison sees the same samples. For each variant: TSTR macro F1
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="reuse an extracted split (else benchmarks/models.py extracts it)")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--no-independent", action="store_true")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="load this saved diffusion model instead of fitting (sampling-only levers)")
     args = ap.parse_args(argv)
 
     from models import load_split
@@ -80,15 +83,24 @@ def main(argv: list[str] | None = None) -> None:
     cls = get_generator("diffusion")
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = config_from_overrides(cls, {**overrides, "progress": "false", "max_time": str(args.max_time)})
-    model = cls(cfg, device="cpu", random_state=0)
+    if args.model is not None:
+        from netsynth.models import load_generator
+
+        model = load_generator(args.model, device="cpu")
+        cfg = model.config_.replace(**{k: v for k, v in cfg.to_dict().items() if k in overrides})
+        model.config = cfg
+    else:
+        model = cls(cfg, device="cpu", random_state=0)
     c0, t0 = time.process_time(), time.perf_counter()
-    model.fit(train)
+    if args.model is None:
+        model.fit(train)
     tr = model.training_
     out["fit"] = {"parameters": model.n_parameters(), "wall_s": round(time.perf_counter() - t0, 1),
                   "cpu_s": round(time.process_time() - c0, 1), "steps": tr["steps"], "epochs": tr["epochs"],
                   "stop_reason": tr["stop_reason"], "best_val_loss": tr["best_val_loss"], "config": cfg.to_dict()}
     print(json.dumps(out["fit"] | {"config": None}), flush=True)
-    model.save(args.work / args.tag / "model")
+    if args.model is None:
+        model.save(args.work / args.tag / "model")
     out["real_train"], out["real_test"] = describe(train, train), describe(test, train)
     targets = class_targets(dict(model.class_counts_), model.class_counts_)
     labels = np.array([c for c, k in targets.items() for _ in range(k)], dtype=object)
