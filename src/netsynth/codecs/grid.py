@@ -182,22 +182,21 @@ class GridCodec:
         if self.size_transform != "class_quantile":
             return self.scale_size(sizes)
         s = np.minimum(np.asarray(sizes, np.float64), self.size_cap)
-        out = np.zeros(s.shape, np.float32)
-        for c in np.unique(labels):
-            rows = labels == c
-            for j, table in enumerate(self._class_tables(c)[: s.shape[1]]):
-                out[rows, j] = _table_scale(table, s[rows, j])
-        return out
+        return self._per_class_position(s, labels, _table_scale, np.float32)
 
     def unscale_sizes(self, v: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Inverse of `scale_sizes`: class_quantile lands on sizes the class used at that position."""
         if self.size_transform != "class_quantile":
             return self.unscale_size(v)
-        out = np.zeros(v.shape, np.float64)
+        return self._per_class_position(v, labels, _table_unscale, np.float64)
+
+    def _per_class_position(self, x: np.ndarray, labels: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
+        """Apply `fn(table, column)` with each flow's (class, position) table, column by column."""
+        out = np.zeros(x.shape, dtype)
         for c in np.unique(labels):
             rows = labels == c
-            for j, table in enumerate(self._class_tables(c)[: v.shape[1]]):
-                out[rows, j] = _table_unscale(table, v[rows, j])
+            for j, table in enumerate(self._class_tables(c)[: x.shape[1]]):
+                out[rows, j] = fn(table, x[rows, j])
         return out
 
     def scale_iat(self, iat: np.ndarray) -> np.ndarray:
