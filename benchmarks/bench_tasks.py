@@ -71,7 +71,7 @@ def options_for(name: str, args: argparse.Namespace, command: str):
         split_by=spec["split_by"], n_estimators=50,
         fractions=(0.01, 0.05, 0.10, 0.25), aug_seeds=3, ratios=(0.5, 1.0, 2.0, 4.0), ratio_fractions=(0.05,),
         strict_folds=spec["strict_folds"], strict_fractions=spec["strict_fractions"], strict_seeds=3,
-        max_time=args.max_time or spec["max_time"], strict_max_time=(args.max_time or spec["max_time"]) / 2,
+        max_time=args.max_time or spec["max_time"], strict_max_time=(args.max_time or spec["max_time"]) / 3,
         fold_jobs=args.jobs, n_jobs=1 if args.jobs > 1 else 2, device="cpu",
         multivariate_points=1500, quick=args.quick, title=f"netsynth bench: {name}", command=command)
 
