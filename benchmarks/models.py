@@ -275,7 +275,9 @@ def report(work: Path, out_dir: Path, command: str) -> None:
     (out_dir / "models.json").write_text(json.dumps(doc, indent=2, default=float))
     lines = ["# Generator families on iot-type16 (capture split, 6,581 train / 1,654 test flows)", "",
              f"Command: `{command}`  ", f"Generated {doc['generated_at']} on {doc['machine']['platform']}, "
-             f"{doc['machine']['cpus']} CPUs shared with other jobs.", ""]
+             f"{doc['machine']['cpus']} CPUs; 1-minute load average when each fit ended: "
+             + ", ".join(f"{f} {v['load_avg_end'][0]:.1f}" for f, v in fits.items() if v.get("load_avg_end"))
+             + ".", ""]
     trtr = next((v["trtr_f1"]["mean"] for v in fits.values()), None)
     test_copy = next((v["test_copy_rate"] for v in fits.values()), None)
     lines += [f"TRTR macro F1 (real train → real test): {_f(trtr)}; real test's exact-copy rate vs train: "
