@@ -254,3 +254,24 @@ def test_cli_batch_size(tmp_path: Path) -> None:
                             "--batch-size", "0"])
     assert r.exit_code == 2 and "--batch-size" in r.output and not (tmp_path / "c.pcap").exists()
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_model_server_ports_follow_the_flow_protocol() -> None:
+    """A class that used 53/udp and 443/tcp must not give a TCP flow port 53 (malformed DNS in Wireshark)."""
+    from netsynth.export.endpoints import draw_server_ports
+    from netsynth.models.base import endpoint_stats
+
+    flows = FlowTable.build(label=["c"] * 6, n_packets=[1] * 6, payload_len=np.ones((6, 1), np.int32),
+                            direction=np.zeros((6, 1), np.int8), iat=np.zeros((6, 1), np.float32),
+                            protocol=np.array([6, 6, 6, 17, 17, 17]), dst_port=[443, 443, 8443, 53, 53, 5353])
+    stats = endpoint_stats(flows)
+    assert stats["c"]["dst_port_by_protocol"] == {"6": pytest.approx({"443": 2 / 3, "8443": 1 / 3}),
+                                                  "17": pytest.approx({"53": 2 / 3, "5353": 1 / 3})}
+    protos = np.array([6] * 500 + [17] * 500)
+    ports = draw_server_ports(np.array(["c"] * 1000), protos, np.random.default_rng(0).random(1000), stats, None)
+    assert set(ports[protos == 6].tolist()) == {443, 8443}
+    assert set(ports[protos == 17].tolist()) == {53, 5353}
+    # a model saved before per-protocol ports keeps its pooled distribution
+    old = {"c": {"dst_port": stats["c"]["dst_port"]}}
+    assert set(draw_server_ports(np.array(["c"] * 200), np.full(200, 6), np.linspace(0, 0.99, 200), old,
+                                 None).tolist()) <= {443, 8443, 53, 5353}

@@ -131,11 +131,19 @@ def model_endpoints(model: str | Path | None) -> tuple[dict[str, dict], str | No
     return (endpoints if isinstance(endpoints, dict) else {}), doc.get("model_hash")
 
 
-def _port_distribution(stats: object) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ports, probabilities) of one class's "dst_port" statistics, or None if unusable."""
+def _port_distribution(stats: object, protocol: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ports, probabilities) of one class's server ports for `protocol`, or None if unusable.
+
+    Models record ports per protocol ("dst_port_by_protocol"); a model saved before that has only the
+    class's pooled "dst_port", used as it is.
+    """
     if not isinstance(stats, dict):
         return None
-    dist = stats.get("dst_port")
+    by_proto = stats.get("dst_port_by_protocol")
+    if isinstance(by_proto, dict) and protocol is not None:
+        dist = by_proto.get(str(int(protocol)))
+    else:
+        dist = stats.get("dst_port")
     if not isinstance(dist, dict) or not dist:
         return None
     try:
@@ -163,12 +171,13 @@ def draw_server_ports(labels: np.ndarray, protocols: np.ndarray, uniforms: np.nd
         out[:] = server_ports
     labels = labels.astype(str)
     for cls in sorted(set(labels.tolist())):
-        rows = np.flatnonzero(labels == cls)
-        dist = _port_distribution(endpoints.get(cls))
-        if dist is not None:
-            cdf = np.cumsum(dist[1])
-            pick = np.searchsorted(cdf, uniforms[rows] * cdf[-1], side="right")
-            out[rows] = dist[0][np.minimum(pick, len(dist[0]) - 1)]
-        elif isinstance(server_ports, Mapping) and cls in server_ports:
-            out[rows] = int(server_ports[cls])
+        for proto in sorted(set(protocols[labels == cls].tolist())):
+            rows = np.flatnonzero((labels == cls) & (protocols == proto))
+            dist = _port_distribution(endpoints.get(cls), proto)
+            if dist is not None:
+                cdf = np.cumsum(dist[1])
+                pick = np.searchsorted(cdf, uniforms[rows] * cdf[-1], side="right")
+                out[rows] = dist[0][np.minimum(pick, len(dist[0]) - 1)]
+            elif isinstance(server_ports, Mapping) and cls in server_ports:
+                out[rows] = int(server_ports[cls])
     return out

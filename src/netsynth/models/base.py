@@ -182,12 +182,16 @@ def _distribution(values: np.ndarray, top: int | None = None) -> dict[str, float
 
 
 def endpoint_stats(flows: FlowTable) -> dict[str, dict[str, dict[str, float]]]:
-    """Per class: protocol, ip_version, their joint ("4/6") and the top server ports (`dst_port`)."""
+    """Per class: protocol, ip_version, their joint ("4/6") and the top server ports (`dst_port`, and per
+    protocol number in `dst_port_by_protocol`)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     labels = flows.label.astype(str)
     for c in sorted(set(labels)):
         m = labels == c
-        ports = flows.dst_port[m]
+        ports = np.asarray(flows.dst_port, dtype=np.int64)[m]
+        protos = np.asarray(flows.protocol, dtype=np.int64)[m]
+        by_proto = {str(int(pr)): _distribution(ports[(protos == pr) & (ports >= 0)], TOP_PORTS)
+                    for pr in np.unique(protos) if ((protos == pr) & (ports >= 0)).any()}
         ports = ports[ports >= 0]
         joint_vals, joint_cnt = np.unique(
             [f"{int(v)}/{int(p)}" for v, p in zip(flows.ip_version[m], flows.protocol[m], strict=True)],
@@ -198,6 +202,9 @@ def endpoint_stats(flows: FlowTable) -> dict[str, dict[str, dict[str, float]]]:
             "ip_version": _distribution(flows.ip_version[m]),
             "joint": {str(k): float(v / joint_cnt.sum()) for k, v in zip(joint_vals, joint_cnt, strict=True)},
             "dst_port": _distribution(ports, TOP_PORTS) if len(ports) else {},
+            # per transport protocol: a TCP flow must not get a port only UDP used (53 over TCP with an
+            # empty payload is a malformed DNS message to Wireshark)
+            "dst_port_by_protocol": by_proto,
         }
     return out
 
