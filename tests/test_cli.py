@@ -173,3 +173,49 @@ def test_no_flow_kept_writes_no_file(captures: Path, tmp_path: Path) -> None:
     r = invoke("extract", captures / "web" / "s0.pcap", "--labels", labels, "-o", out, "-q")
     assert r.exit_code == 2 and "nothing written" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]
+
+
+def test_outputs_never_destroy_user_data_and_follow_the_umask(captures: Path, tmp_path: Path) -> None:
+    """Bugs a new user found: `train -o` replaced a data folder or a file with a model, export-pcap
+    overwrote its own input, and outputs were created 0600 (mkstemp), unreadable to a tcpreplay user."""
+    import os
+    import stat
+
+    flows = tmp_path / "flows.parquet"
+    invoke("extract", captures, "--labels", captures / "labels.csv", "-o", flows, "-q")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "keep.parquet").write_bytes(flows.read_bytes())
+    r = invoke("train", "markov", flows, "-o", data)
+    assert r.exit_code == 2 and "no model.json" in r.output and (data / "keep.parquet").exists()
+    r = invoke("train", "markov", flows, "-o", flows)
+    assert r.exit_code == 2 and "is a file" in r.output and len(FlowTable.read(flows)) > 0
+    model = tmp_path / "m"
+    assert invoke("train", "markov", flows, "-o", model).exit_code == 0
+    assert invoke("train", "markov", flows, "-o", model, "--seed", "1").exit_code == 0  # a model may be replaced
+    before = flows.read_bytes()
+    r = invoke("export-pcap", flows, "-o", flows)
+    assert r.exit_code == 2 and "output is the input" in r.output and flows.read_bytes() == before
+    r = invoke("export-pcap", flows, "-o", tmp_path)
+    assert r.exit_code == 2 and "is a folder" in r.output
+    mask = os.umask(0o022)
+    try:
+        pcap = tmp_path / "out.pcap"
+        assert invoke("export-pcap", flows, "-o", pcap).exit_code == 0
+        assert invoke("train", "markov", flows, "-o", tmp_path / "m2").exit_code == 0
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(pcap.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "m2").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "m2" / "weights.safetensors").stat().st_mode) == 0o644
+
+
+def test_bench_rejects_bad_outputs_and_folds_before_any_work(captures: Path, tmp_path: Path) -> None:
+    flows = tmp_path / "flows.parquet"
+    invoke("extract", captures, "--labels", captures / "labels.csv", "-o", flows, "-q")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = invoke("bench", "--train", flows, "--generators", "markov", "--quick", "-o", afile)
+    assert r.exit_code == 2 and "is a file" in r.output and "[bench" not in r.output
+    r = invoke("bench", "--train", flows, "--generators", "markov", "--folds", "50", "-o", tmp_path / "b")
+    assert r.exit_code == 2 and "captures cannot make 50" in r.output

@@ -231,9 +231,11 @@ def train(
     """Fit a class-conditioned generator and save it (model.json + weights.safetensors)."""
     from netsynth.flows import FlowTable
     from netsynth.models import config_from_overrides, get_generator
+    from netsynth.utils.io import check_replaceable_dir
 
     cls = get_generator(name)
     config = config_from_overrides(cls.config_class, _parse_pairs(overrides, "--set"))
+    check_replaceable_dir(output, "model.json")  # before training: never fit for minutes, then refuse
     if nproc > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
         from netsynth.scale.ddp import fit_distributed
 

@@ -192,6 +192,8 @@ def make_folds(table: FlowTable, k: int, by: str, seed: int) -> tuple[list[np.nd
     y = table.label.astype(str)
     if by == "capture":
         groups = table.capture.astype(str)
+        if len(set(groups)) < k:
+            raise InputError(f"{len(set(groups))} captures cannot make {k} capture-grouped folds; use fewer folds")
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return [te for _, te in cv.split(np.zeros(len(y)), y, groups)], f"StratifiedGroupKFold({k}, capture)"
     min_count = min(table.class_counts().values())
@@ -561,6 +563,10 @@ def start_bench(train: FlowTable, test: FlowTable | None, generators: list[str],
     bad = [p for p in opts.protocols if p not in A.PROTOCOLS]
     if bad:
         raise InputError(f"unknown protocol(s) {bad}; choose from {A.PROTOCOLS}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(f"{out_dir}: exists and is a file; the bench writes a folder")
+    if len(train) == 0 or (test is not None and len(test) == 0):
+        raise InputError("the bench needs flows in the train (and test) table; got an empty table")
     run = BenchRun(train=train, test=test, generators=list(generators), out_dir=Path(out_dir), opts=opts)
     run.pairs, run.split = fold_pairs(train, test, opts)
     if pool is not None:

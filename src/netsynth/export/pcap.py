@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 import netsynth
+from netsynth.errors import InputError
 from netsynth.export import draws as D
 from netsynth.export import endpoints as E
 from netsynth.export.options import ExportOptions, ExportSummary
@@ -54,6 +55,7 @@ def export_pcap(table_or_path: FlowTable | str | os.PathLike, out_path: str | os
     """
     opts = (options or ExportOptions()).with_overrides(**overrides)
     opts.validate()
+    _check_output(table_or_path, out_path)
     source = open_source(table_or_path)
     endpoints, json_hash = E.model_endpoints(opts.model)
     plan = _Plan(source, opts, endpoints)
@@ -66,6 +68,16 @@ def export_pcap(table_or_path: FlowTable | str | os.PathLike, out_path: str | os
         finally:
             writer.close()
     return summary
+
+
+def _check_output(source: object, out_path: str | os.PathLike) -> None:
+    """The output must not be the input (the rename would replace the table with its own packets) nor an
+    existing folder (the error would name the temporary file, not the user's `-o`)."""
+    out = Path(out_path)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give the capture file to write")
+    if isinstance(source, (str, os.PathLike)) and out.exists() and Path(source).resolve() == out.resolve():
+        raise InputError(f"{out}: the output is the input table; choose another output file")
 
 
 def _model_hash(source: FlowSource) -> str | None:

@@ -381,7 +381,7 @@ class Generator(ABC):
             "parameters": self.n_parameters(),
             "state": meta,
         }
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker="model.json") as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / WEIGHTS))
             (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, sort_keys=False), encoding="utf-8")
 
