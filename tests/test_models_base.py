@@ -176,3 +176,27 @@ def test_ema_warm_up_decay():
     ema.shadow["weight"].zero_()
     ema.update(m, 0)  # first step: the average is 90 % the new weights, not 1 %
     torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 2), 0.9))
+
+
+def test_samples_are_held_to_the_training_first_direction_and_longest_iat() -> None:
+    """A new user saw flows whose first packet came from the responder (export → extract then flipped
+    the whole flow) and an IAT of 3162 s against a training maximum of 51 s (the flow split in two)."""
+    from netsynth.models.base import RawFlows
+    from test_contract import tiny_flows
+
+    flows = tiny_flows()
+    assert (flows.direction[:, 0] == 0).all()
+    model = get_generator("independent")(random_state=0).fit(flows)
+    stats = model.endpoints_[flows.classes[0]]
+    assert stats["first_direction"] == {"0": 1.0}
+    longest = float((flows.iat * flows.mask)[flows.label.astype(str) == flows.classes[0]].max())
+    assert stats["iat_max"] == pytest.approx(longest)
+    n, w = 4, flows.max_packets
+    raw = RawFlows(n_packets=np.full(n, 3), payload_len=np.full((n, w), 10), direction=np.ones((n, w), np.int8),
+                   iat=np.full((n, w), 3162.0), tcp_flags=np.zeros((n, w), np.int64))
+    labels = np.array([flows.classes[0]] * n)
+    out = model._finalize(labels, np.full(n, 17), np.full(n, 4), raw)
+    assert (out.direction[:, 0] == 0).all() and (out.direction[:, 1:3] == 1).all()
+    assert out.iat[:, 1:3].max() == pytest.approx(longest, rel=1e-6)
+    clipped = out.producer()["clipped"]
+    assert clipped["first_direction"] == 4 and clipped["iat_over_training_max"] == 4 * 2

@@ -205,6 +205,10 @@ def endpoint_stats(flows: FlowTable) -> dict[str, dict[str, dict[str, float]]]:
             # per transport protocol: a TCP flow must not get a port only UDP used (53 over TCP with an
             # empty payload is a malformed DNS message to Wireshark)
             "dst_port_by_protocol": by_proto,
+            # what `_finalize` holds samples to: which side sent the first packet (the extractor's
+            # initiator, always 0 unless --initiator port), and the longest inter-arrival time seen
+            "first_direction": _distribution(np.asarray(flows.direction)[m, 0]),
+            "iat_max": float(np.max(np.asarray(flows.iat, np.float64)[m] * flows.mask[m], initial=0.0)),
         }
     return out
 
@@ -452,6 +456,30 @@ class Generator(ABC):
             proto[m] = [int(keys[i].split("/")[1]) for i in pick]
         return proto, ipv
 
+    def _hold_to_training(self, labels: np.ndarray, di: np.ndarray, iat: np.ndarray, mask: np.ndarray,
+                          clipped: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per class: a first packet from the side that never sent one in training is the initiator's
+        (else export → extract flips the whole flow), and no IAT exceeds the class's longest (an IAT past
+        the extractor's idle timeout splits the flow in two). Models saved before these statistics
+        existed are left as they are."""
+        labels = np.asarray(labels).astype(str)
+        first = np.zeros(len(labels), bool)
+        cap = np.full(len(labels), np.inf)
+        for c, stats in (self.endpoints_ or {}).items():
+            rows = labels == c
+            if not isinstance(stats, dict):
+                continue
+            if "first_direction" in stats and "1" not in stats["first_direction"]:
+                first |= rows & (di[:, 0] == 1)
+            if "iat_max" in stats:
+                cap[rows] = float(stats["iat_max"])
+        over = (iat > cap[:, None]) & mask
+        clipped["first_direction"] = int(first.sum())
+        clipped["iat_over_training_max"] = int(over.sum())
+        di = di.copy()
+        di[first, 0] = 0
+        return di, np.minimum(iat, cap[:, None])
+
     def _finalize(self, labels: np.ndarray, protocol: np.ndarray, ip_version: np.ndarray,
                   raw: RawFlows) -> FlowTable:
         """Force every value into the valid range, count what had to change, build the table."""
@@ -478,6 +506,7 @@ class Generator(ABC):
         clipped["iat"] = int(bad.sum())
         iat = np.where(np.isfinite(iat), np.maximum(iat, 0.0), 0.0)
         iat[:, 0] = 0.0
+        di, iat = self._hold_to_training(labels, di, iat, mask, clipped)
 
         flags = np.asarray(raw.tcp_flags).astype(np.int64).reshape(n, width)
         is_tcp = (protocol == 6)[:, None]
