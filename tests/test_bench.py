@@ -178,3 +178,12 @@ def test_training_reached_table_reports_capped_fits() -> None:
     (_, _), (_, header, rows) = _training_reached(results)
     assert header[2].startswith("optimizer steps")
     assert rows == [["ssm", "2", "200 (100–300)", "0.600", "early_stopping ×1, max_time ×1"]]
+
+
+def test_budget_line_says_defaults_instead_of_none() -> None:
+    from netsynth.evaluate.bench_report import _budget_line
+
+    assert "default" in _budget_line({"max_time": None, "strict_max_time": None, "overrides": {}})
+    assert "None" not in _budget_line({"max_time": None, "strict_max_time": None, "overrides": {}})
+    assert "max_time = 120.0 s (strict-protocol fits: 40.0 s)" in _budget_line(
+        {"max_time": 120.0, "strict_max_time": 40.0, "overrides": {}})

@@ -72,6 +72,16 @@ def mark(stats: Mapping[str, dict | None], metric: str, digits: int = 3) -> dict
 
 
 # ---------------------------------------------------------------------------------------------- sections
+def _budget_line(o: dict) -> str:
+    """The training budget as the user set it: none means each generator's own defaults."""
+    strict = o["strict_max_time"] if o["strict_max_time"] is not None else o["max_time"]
+    if o["max_time"] is None and strict is None:
+        budget = "each generator's default (no max_time override)"
+    else:
+        budget = f"max_time = {o['max_time']} s (strict-protocol fits: {strict} s)"
+    return f"Training budget per generator fit: {budget}; overrides: `{json.dumps(o['overrides'])}`."
+
+
 def _head(results: dict) -> list[Block]:
     o, sp = results["options"], results["split"]
     folds = results["folds"]
@@ -89,9 +99,7 @@ def _head(results: dict) -> list[Block]:
         f"Classifiers: {', '.join(o['classifiers'])} with {o['n_estimators']} trees/rounds "
         f"(the TASKS.md reference uses 300 RF trees). **Bold** = best; ≈ = within the spread of the best, i.e. no "
         "difference.",
-        f"Training budget per generator fit: max_time = {o['max_time']} s (strict-protocol fits: "
-        f"{o['strict_max_time'] if o['strict_max_time'] is not None else o['max_time']} s); overrides: "
-        f"`{json.dumps(o['overrides'])}`.",
+        _budget_line(o),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + ".",
     ]
     return [("h", 1, results["title"]), *[("p", x) for x in lines]]
@@ -100,7 +108,7 @@ def _head(results: dict) -> list[Block]:
 def _goals(results: dict) -> list[Block]:
     word = {True: "**met**", False: "**not met**", None: "not measurable in this run"}
     rows = [[g["goal"], g["measured"], word[g["verdict"]]] for g in results["goals"]]
-    return [("h", 2, "Goals of issue 5, measured"), ("table", ["goal", "measured", "verdict"], rows)]
+    return [("h", 2, "Goals, measured"), ("table", ["goal", "measured", "verdict"], rows)]
 
 
 def _names(results: dict) -> list[str]:
