@@ -219,3 +219,14 @@ def test_bench_rejects_bad_outputs_and_folds_before_any_work(captures: Path, tmp
     assert r.exit_code == 2 and "is a file" in r.output and "[bench" not in r.output
     r = invoke("bench", "--train", flows, "--generators", "markov", "--folds", "50", "-o", tmp_path / "b")
     assert r.exit_code == 2 and "captures cannot make 50" in r.output
+
+
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_non_positive_training_budget_is_refused(captures: Path, tmp_path: Path, value: str) -> None:
+    flows = tmp_path / "flows.parquet"
+    invoke("extract", captures, "--labels", captures / "labels.csv", "-o", flows, "-q")
+    for family in ("transformer", "diffusion"):
+        r = invoke("train", family, flows, "-o", tmp_path / family, "--set", f"max_time={value}")
+        assert r.exit_code == 2 and "max_time must be > 0" in r.output and not (tmp_path / family).exists()
+    r = invoke("bench", "--train", flows, "--generators", "markov", "--max-time", value, "-o", tmp_path / "b")
+    assert r.exit_code == 2 and "max_time must be > 0" in r.output

@@ -563,6 +563,9 @@ def start_bench(train: FlowTable, test: FlowTable | None, generators: list[str],
     bad = [p for p in opts.protocols if p not in A.PROTOCOLS]
     if bad:
         raise InputError(f"unknown protocol(s) {bad}; choose from {A.PROTOCOLS}")
+    for name, t in (("max_time", opts.max_time), ("strict_max_time", opts.strict_max_time)):
+        if t is not None and not t > 0:
+            raise InputError(f"{name} must be > 0 seconds, got {t}")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(f"{out_dir}: exists and is a file; the bench writes a folder")
     if len(train) == 0 or (test is not None and len(test) == 0):

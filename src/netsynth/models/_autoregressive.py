@@ -104,6 +104,8 @@ class TokenModelConfig(BaseConfig):
             raise InputError("top_k must be >= 1 (or None)")
         if self.batch_size < 1 or self.sample_batch < 1 or self.max_epochs < 1:
             raise InputError("batch_size, sample_batch and max_epochs must be >= 1")
+        if self.max_time is not None and not self.max_time > 0:
+            raise InputError(f"max_time must be > 0 seconds (or none for no cap), got {self.max_time}")
 
 
 def next_token_loss(module: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:

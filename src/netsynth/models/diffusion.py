@@ -109,6 +109,8 @@ class DiffusionConfig(BaseConfig):
             raise InputError("p_uncond must be in [0, 1)")
         if self.batch_size < 1 or self.sample_batch < 1 or self.max_epochs < 1:
             raise InputError("batch_size, sample_batch and max_epochs must be >= 1")
+        if self.max_time is not None and not self.max_time > 0:
+            raise InputError(f"max_time must be > 0 seconds (or none for no cap), got {self.max_time}")
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(lr=self.lr, min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay,
