@@ -33,17 +33,12 @@ def assert_same_table(a: FlowTable, b: FlowTable) -> None:
 
 
 def make_cluster(n: int) -> Iterator:
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
-                                       dashboard_address="127.0.0.1:0", silence_logs=40)
-    try:
-        client = distributed.Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        cluster.close()
+    """n in-process single-threaded workers, made and closed by the package's own `connect`."""
+    pytest.importorskip("distributed")
+    from netsynth.scale._dask import connect
+
+    with connect(f"local:{n}", processes=False) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
