@@ -94,6 +94,35 @@ def test_step_recurrence_matches_full_forward(model):
     torch.testing.assert_close(torch.stack(stepped, 1), full, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("a_log", [1.0, 5.0, 9.0])
+def test_step_with_deferred_decay_folds_matches_full_forward(model, a_log):
+    """Fast decays make the deferred log-decay pass −DEFER_LIMIT (folds every few steps, or every step
+    at A = e^9 with decays far below e^−50, where the clamp applies): the stepped logits must still
+    equal the full forward's."""
+    import copy
+
+    from netsynth.models import ssm
+
+    fast = copy.deepcopy(model)
+    with torch.no_grad():
+        for block in fast.blocks:
+            block.mixer.A_log[0] = a_log  # head 0 decays fast; the others keep their rates
+            block.mixer.dt_bias[0] = 1.0
+    tokens = torch.randint(0, 50, (3, 29), generator=torch.Generator().manual_seed(3))
+    folds = 0  # a fold is the only way the deferred log decay can rise
+    with torch.no_grad():
+        full = fast(tokens)
+        state = fast.init_state(3, "cpu")
+        stepped = []
+        for t in range(tokens.shape[1]):
+            before = [st[2].clone() for st in state["layers"]]
+            logits, state = fast.step(tokens[:, t], state)
+            folds += sum(int((st[2] > b).any()) for st, b in zip(state["layers"], before, strict=True))
+            stepped.append(logits)
+    assert folds > 0 and ssm.DEFER_LIMIT == 50.0
+    torch.testing.assert_close(torch.stack(stepped, 1), full, rtol=0, atol=1e-4)
+
+
 def test_chunked_and_sequential_model_modes_agree(model):
     tokens = torch.randint(0, 50, (2, 21), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -125,13 +125,17 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator | None,
-             lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+             lengths: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Shuffled index batches; with `lengths`, batches hold items of similar length (less padding).
 
     Bucketing: a random permutation is stably sorted by length, cut into batches, and the batch order
-    is shuffled again, so every epoch sees different, length-homogeneous batches.
+    is shuffled again, so every epoch sees different, length-homogeneous batches. With `weights` (one
+    per item) an epoch is n draws with replacement in proportion to them instead of a permutation.
     """
-    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    if weights is not None and gen is not None:
+        order = torch.multinomial(weights.double(), n, replacement=True, generator=gen)
+    else:
+        order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
     if lengths is None:
         return list(order.split(batch_size))
     order = order[torch.argsort(lengths[order], stable=True)]
@@ -234,22 +238,24 @@ def _load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
 def train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor],
           valid_data: Sequence[torch.Tensor], settings: TrainSettings, *, device: str,
           generator: torch.Generator, description: str = "training",
-          lengths: torch.Tensor | None = None) -> dict[str, Any]:
+          lengths: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> dict[str, Any]:
     """Train `module` in place on tensors `train_data` (same first dimension), keep the best weights.
 
     `loss_fn(module, batch)` returns a scalar loss for one batch (tensors already on `device`).
     Stops at `max_epochs`, after `patience` epochs without validation improvement, or when `max_time`
     seconds have passed (checked after every step). `lengths` (per training item) turns on length
-    bucketing, for sequence models whose loss trims padding. Returns the training summary.
+    bucketing, for sequence models whose loss trims padding. `weights` (per training item) makes each
+    epoch n weighted draws with replacement (class balancing). Returns the training summary.
     """
     with torch_threads(settings.cpu_threads, device):
         return _train(module, loss_fn, train_data, valid_data, settings, device=device, generator=generator,
-                      description=description, lengths=lengths)
+                      description=description, lengths=lengths, weights=weights)
 
 
 def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor],
            valid_data: Sequence[torch.Tensor], settings: TrainSettings, *, device: str,
-           generator: torch.Generator, description: str, lengths: torch.Tensor | None) -> dict[str, Any]:
+           generator: torch.Generator, description: str, lengths: torch.Tensor | None,
+           weights: torch.Tensor | None = None) -> dict[str, Any]:
     module.to(device).train()
     world = DATA_PARALLEL.get()
     step_loss = loss_fn if world is None else world.wrap(module, loss_fn)
@@ -277,7 +283,7 @@ def _train(module: nn.Module, loss_fn: LossFn, train_data: Sequence[torch.Tensor
         bar.advance(st["step"])
         while st["epoch"] < settings.max_epochs:
             losses = []
-            for idx in _batches(n, settings.batch_size, generator, lengths):
+            for idx in _batches(n, settings.batch_size, generator, lengths, weights):
                 loss = _step(module, step_loss, opt, ema, [t[idx].to(device) for t in train_data], settings,
                              st["step"], st["horizon"], device)
                 losses.append(loss)

@@ -64,7 +64,14 @@ class DiffusionConfig(BaseConfig):
     n_head: int = 4
     mlp_hidden: int = 512
     dropout: float = 0.0
+    # "add": the conditioning vector is added to every block's input; "adaln": adaLN-Zero as in DiT
+    # (Peebles & Xie) — per block, a zero-initialised linear map of it gives the LayerNorm shift/scale
+    # and the residual gates, so the class can rescale features instead of only shifting them
+    conditioning: Literal["add", "adaln"] = "add"
     # diffusion
+    # what the denoiser predicts: the noise ε (DDPM) or v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho), whose
+    # target stays well-scaled at both ends of the schedule
+    prediction: Literal["eps", "v"] = "eps"
     timesteps: int = 1000
     p_uncond: float = 0.1
     sample_steps: int = 10  # DDIM steps at sampling; the cost is linear in them (was 20)
@@ -78,8 +85,12 @@ class DiffusionConfig(BaseConfig):
     # decoded by the inverse CDF. Measured (benchmarks/diffusion_levers.py, iot-type16, 240 s, ~130-150
     # CPU-s, cond_scale 1): class_quantile 0.481 ± 0.016 TSTR vs global quantile 0.180 and log 0.210
     # (models.md, same CPU budget): the denoiser's class signal was too weak to pick the class's sizes.
-    size_transform: Literal["class_quantile", "quantile", "log"] = "class_quantile"
+    size_transform: Literal["class_quantile", "class_pooled", "quantile", "log"] = "class_quantile"
     class_direction: bool = False  # direction coded by its (class, position) CDF (codecs/grid.py)
+    # training batches drawn with weight count(class)^−class_balance per flow: 0 = as in the data,
+    # 1 = every class equally often. The model is class-conditional, so this changes which classes
+    # get the gradient steps, not the distribution learned for each class
+    class_balance: float = 0.0
     cpu_threads: int | None = 1  # training and sampling (2 threads contend on a shared 2-core machine)
     # optimisation
     lr: float = 2e-3
@@ -107,6 +118,10 @@ class DiffusionConfig(BaseConfig):
             raise InputError("sample_steps must be in [1, timesteps]")
         if not 0 <= self.p_uncond < 1:
             raise InputError("p_uncond must be in [0, 1)")
+        if not 0 <= self.class_balance <= 1:
+            raise InputError(f"class_balance must be in [0, 1], got {self.class_balance}")
+        if self.conditioning not in ("add", "adaln") or self.prediction not in ("eps", "v"):
+            raise InputError("conditioning must be add or adaln, prediction eps or v")
         if self.batch_size < 1 or self.sample_batch < 1 or self.max_epochs < 1:
             raise InputError("batch_size, sample_batch and max_epochs must be >= 1")
         if self.max_time is not None and not self.max_time > 0:
@@ -150,22 +165,34 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    """Conditioning added to the input, then pre-LN bidirectional self-attention and a GELU MLP."""
+    """Pre-LN bidirectional self-attention and a GELU MLP, conditioned additively or by adaLN-Zero."""
 
     def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__()
-        self.cond = nn.Linear(cfg.d_model, cfg.d_model)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_head, dropout=cfg.dropout, batch_first=True)
-        self.norm2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.mlp_hidden), nn.GELU(),
-                                 nn.Linear(cfg.mlp_hidden, cfg.d_model), nn.Dropout(cfg.dropout))
+        d, adaln = cfg.d_model, cfg.conditioning == "adaln"
+        self.adaln = adaln
+        # adaLN: shift/scale/gate for attention and MLP (6 d), zero-initialised so every block starts
+        # as the identity; additive: one d-vector added to the input
+        self.cond = nn.Linear(d, 6 * d if adaln else d)
+        if adaln:
+            nn.init.zeros_(self.cond.weight)
+            nn.init.zeros_(self.cond.bias)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=not adaln)
+        self.attn = nn.MultiheadAttention(d, cfg.n_head, dropout=cfg.dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=not adaln)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_hidden), nn.GELU(),
+                                 nn.Linear(cfg.mlp_hidden, d), nn.Dropout(cfg.dropout))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        x = x + self.cond(c)[:, None, :]
-        h = self.norm1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.norm2(x))
+        if not self.adaln:
+            x = x + self.cond(c)[:, None, :]
+            h = self.norm1(x)
+            x = x + self.attn(h, h, h, need_weights=False)[0]
+            return x + self.mlp(self.norm2(x))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.cond(c)[:, None, :].chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
+        x = x + gate1 * self.attn(h, h, h, need_weights=False)[0]
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
 class Denoiser(nn.Module):
@@ -216,11 +243,18 @@ class GaussianDiffusion(nn.Module):
         drop = torch.rand(B, device=x0.device, generator=generator) < self.cfg.p_uncond
         y = torch.where(drop, torch.full_like(y, self.null_class), y)
         pred = self.denoiser(q_sample(x0, t, noise, self.alpha_bar), t, y, proto)
+        if self.cfg.prediction == "v":
+            ab = self.alpha_bar[t].view(-1, *([1] * (x0.dim() - 1)))
+            return F.mse_loss(pred.float(), ab.sqrt() * noise - (1 - ab).sqrt() * x0)
         return F.mse_loss(pred.float(), noise)
 
     def guided_eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, proto: torch.Tensor,
                    cond_scale: float) -> torch.Tensor:
-        """Classifier-free guidance; one batched pass over (class, null) when cond_scale != 1."""
+        """Classifier-free guidance; one batched pass over (class, null) when cond_scale != 1.
+
+        Guidance mixes the raw outputs (ε or v: both are linear in x_t and the target, so mixing
+        either is the same guidance); `ddim_sample` turns a v output into x0 and ε.
+        """
         if cond_scale == 1.0:
             return self.denoiser(x, t, y, proto).float()
         null = torch.full_like(y, self.null_class)
@@ -239,14 +273,25 @@ class GaussianDiffusion(nn.Module):
         for i, t in enumerate(ts):
             ab = self.alpha_bar[t]
             ab_prev = self.alpha_bar[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=device)
-            eps = self.guided_eps(x, t.expand(len(y)), y, proto, cond_scale)
-            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+            out = self.guided_eps(x, t.expand(len(y)), y, proto, cond_scale)
+            if self.cfg.prediction == "v":
+                x0 = (ab.sqrt() * x - (1 - ab).sqrt() * out).clamp(-1, 1)
+            else:
+                x0 = ((x - (1 - ab).sqrt() * out) / ab.sqrt()).clamp(-1, 1)
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
             x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
         return x.clamp(-1, 1)
 
 
 # ---------------------------------------------------------------------------------------------- generator
+
+
+def class_weights(labels: np.ndarray, balance: float) -> torch.Tensor | None:
+    """Per-flow draw weights count(class)^−balance (None for 0: plain shuffled epochs)."""
+    if balance == 0:
+        return None
+    _, inverse, counts = np.unique(np.asarray(labels).astype(str), return_inverse=True, return_counts=True)
+    return torch.as_tensor(counts[inverse].astype(np.float64) ** -balance)
 
 
 def diffusion_loss(module: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
@@ -310,7 +355,8 @@ class DiffusionGenerator(Generator):
             module = self._build_module()
             summary = run_training(module, diffusion_loss, self._tensors(train), self._tensors(valid),
                                    cfg.train_settings(), device=device,
-                                   generator=torch.Generator().manual_seed(seed), description=self.name)
+                                   generator=torch.Generator().manual_seed(seed), description=self.name,
+                                   weights=class_weights(train.label, cfg.class_balance))
         self.module_ = module.to(device).eval()
         self.device_ = device
         return {**summary, "parameters": self.n_parameters()}

@@ -242,7 +242,11 @@ class SSMConfig(TokenModelConfig):
 
 # ---------------------------------------------------------------------------------------------- modules
 
-State = tuple[torch.Tensor, torch.Tensor]  # (conv ring (B, d_conv, conv_dim), ssm state (B, N, H·P))
+# (conv ring (B, d_conv, conv_dim), scaled ssm state h̃ (B, N, H·P), log of the decay deferred in h̃ (B, H))
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# deferred decay is folded into the state once some head's log decay passes −DEFER_LIMIT: e^50 ≈ 5e21
+# keeps h̃ far from float32 overflow, and a decay clamped at e^−50 differs from the true one by < 2e−22
+DEFER_LIMIT = 50.0
 
 
 class RMSNorm(nn.Module):
@@ -307,24 +311,32 @@ class Mamba2Mixer(nn.Module):
         return self.out_proj(self.norm(y.to(z.dtype), z))
 
     def init_state(self, batch: int, device: torch.device | str) -> State:
-        """Zero states in the sampler's layout: conv ring (B, d_conv, conv_dim), ssm (B, N, H·P).
+        """Zero states in the sampler's layout: conv ring (B, d_conv, conv_dim), ssm (B, N, H·P), (B, H).
 
-        Both layouts keep the long axis last and contiguous, so every per-token pass over them is a
+        Both big layouts keep the long axis last and contiguous, so every per-token pass over them is a
         vectorised broadcast and the read-out is one small batched product (measured at B=512 for the
-        default size: 2.8 ms vs 7.1 ms for the (B, H·P, N) @ (B, N, 1) form).
+        default size: 2.8 ms vs 7.1 ms for the (B, H·P, N) @ (B, N, 1) form). The third tensor is
+        the log of the decay not yet applied to the state (see `step`).
         """
         cfg = self.cfg
         return (torch.zeros(batch, cfg.d_conv, self.conv_dim, device=device),
-                torch.zeros(batch, cfg.d_state, cfg.n_heads * cfg.headdim, device=device))
+                torch.zeros(batch, cfg.d_state, cfg.n_heads * cfg.headdim, device=device),
+                torch.zeros(batch, cfg.n_heads, device=device))
 
     def step(self, u: torch.Tensor, state: State, pos: int) -> tuple[torch.Tensor, State]:
         """One token u (B, d_model) at position `pos` -> (B, d_model) and the state: O(1) in length.
 
-        Both states are updated in place (as a KV cache is written in place) and returned. The conv
+        The states are updated in place (as a KV cache is written in place) and returned. The conv
         state is a ring buffer (slot pos mod d_conv takes the new input; the kernel is rotated to
         match) because shifting a (B, C, d_conv) window with `cat` cost more than the convolution.
+
+        The ssm state is kept as h = e^L · h̃ with the decay L (per row and head) deferred: the update
+        h̃ += e^−L (b ⊗ Δx) is one pass over the (B, N, H·P) state instead of two (h ·= decay, then
+        h += b ⊗ Δx), and at sampling batches that state is bigger than the caches, so its passes
+        set the cost per token. The deferred decay is folded into h̃ (one extra pass) only when some
+        head's L passes −DEFER_LIMIT.
         """
-        conv_state, h = state
+        conv_state, h, log_scale = state
         cfg = self.cfg
         z, xbc, dt = self._split(self.in_proj(u))
         k = cfg.d_conv
@@ -340,12 +352,22 @@ class Mamba2Mixer(nn.Module):
         with torch.autocast(u.device.type, enabled=False):
             x, delta, log_a, b, c = self._ssm_inputs(xbc, dt)
             batch, heads, p = x.shape
-            xs = (x * delta.unsqueeze(-1)).reshape(batch, 1, heads * p)
-            decay = torch.exp(log_a)[:, :, None].expand(batch, heads, p).reshape(batch, 1, heads * p)
-            # h = decay · h + b ⊗ xs, then y = cᵀ h: two in-place passes and one read of the state
-            h.mul_(decay).addcmul_(b[:, :, None], xs)
-            y = torch.bmm(c[:, None, :], h).view(batch, heads, p) + x * self.D.float()[:, None]
-        return self.out_proj(self.norm(y.reshape(u.shape[0], -1).to(z.dtype), z)), (conv_state, h)
+            total = log_scale + log_a
+            if bool((total < -DEFER_LIMIT).any()):  # fold e^L into h̃, restart L from this step's decay
+                h.mul_(self._per_channel(log_scale.exp(), p))
+                total = log_a.clamp(min=-DEFER_LIMIT)
+            log_scale.copy_(total)
+            xs = (x * (delta * torch.exp(-total)).unsqueeze(-1)).reshape(batch, 1, heads * p)
+            h.addcmul_(b[:, :, None], xs)
+            y = torch.bmm(c[:, None, :], h).view(batch, heads, p) * total.exp()[:, :, None]
+            y = y + x * self.D.float()[:, None]
+        return self.out_proj(self.norm(y.reshape(u.shape[0], -1).to(z.dtype), z)), (conv_state, h, log_scale)
+
+    @staticmethod
+    def _per_channel(per_head: torch.Tensor, headdim: int) -> torch.Tensor:
+        """(B, H) -> (B, 1, H·P): one value per head repeated over its channels, to scale the state."""
+        batch, heads = per_head.shape
+        return per_head[:, :, None].expand(batch, heads, headdim).reshape(batch, 1, heads * headdim)
 
 
 class ResidualBlock(nn.Module):
