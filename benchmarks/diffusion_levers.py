@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         grid = model.sample_grid(labels, protocol, np.random.default_rng(1))
         sample_s = round(time.perf_counter() - t1, 1)
         # under class_quantile snapping is a no-op (codecs/grid.py): decode once
-        snaps = (False,) if cfg.size_transform in ("class_quantile", "class_pooled") else (True, False)
+        snaps = (False,) if cfg.size_transform == "class_quantile" else (True, False)
         for snap in snaps:
             raw = model.decode_grid(grid, labels, protocol, snap_sizes=snap)
             synth = model._finalize(labels, protocol, ipv, raw)

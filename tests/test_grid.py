@@ -205,24 +205,3 @@ def test_class_direction_round_trip_and_shares(flows):
         if flows.mask[rows, j].any():
             assert got[j] == pytest.approx(flows.direction[rows, j][flows.mask[rows, j]].mean(), abs=1e-3)
 
-
-def test_class_pooled_codes_a_size_alike_at_every_position(flows):
-    """class_pooled: one CDF per class, so a size gets the same code wherever it occurs in the flow,
-    the round trip is exact, and decoding lands on sizes the class used (at any position)."""
-    codec = GridCodec.fit(flows, size_transform="class_pooled")
-    grid = codec.encode(flows)
-    dec = codec.decode(grid, flows.label, protocol=flows.protocol)
-    np.testing.assert_array_equal(dec["payload_len"], flows.payload_len)
-    labels = flows.label.astype(str)
-    c = flows.classes[0]
-    rows = labels == c
-    kept = flows.mask & rows[:, None]
-    sizes, codes = flows.payload_len[kept], grid[..., C_SIZE][kept]
-    for size in np.unique(sizes):
-        assert np.ptp(codes[sizes == size]) == 0
-    assert len(codec.class_size_tables[c]) == 1
-    uniform = np.random.default_rng(0).uniform(-1, 1, (200, flows.max_packets, N_CHANNELS))
-    uniform[..., C_MASK] = 1.0
-    got = codec.decode(uniform, [c] * 200)["payload_len"]
-    assert set(np.unique(got)) <= set(np.unique(sizes))
-    assert GridCodec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec

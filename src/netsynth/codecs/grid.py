@@ -45,9 +45,8 @@ C_SIZE, C_DIR, C_IAT, C_MASK, C_FLAGS = 0, 1, 2, 3, 4
 N_FLAG_BITS = 8
 N_CHANNELS = C_FLAGS + N_FLAG_BITS
 IAT_EPS = 1e-6
-SizeTransform = Literal["class_quantile", "class_pooled", "quantile", "log"]
-SIZE_TRANSFORMS = ("class_quantile", "class_pooled", "quantile", "log")
-PER_CLASS = ("class_quantile", "class_pooled")  # transforms decoded through a table per class
+SizeTransform = Literal["class_quantile", "quantile", "log"]
+SIZE_TRANSFORMS = ("class_quantile", "quantile", "log")
 
 
 def _cdf_table(sizes: np.ndarray) -> dict[str, list]:
@@ -138,13 +137,12 @@ class GridCodec:
         by_class = {c: sorted({int(v) for v in sizes[(labels == c)[:, None] & mask]}) for c in flows.classes}
         table = _cdf_table(sizes[mask])
         per_class = {}
-        if size_transform in PER_CLASS:
+        if size_transform == "class_quantile":
             for c in flows.classes:
                 rows = labels == c
                 whole = _cdf_table(sizes[rows][mask[rows]])
-                per_class[c] = [whole] if size_transform == "class_pooled" else [
-                    _cdf_table(sizes[rows, j][mask[rows, j]]) if mask[rows, j].any() else whole
-                    for j in range(flows.max_packets)]
+                per_class[c] = [_cdf_table(sizes[rows, j][mask[rows, j]]) if mask[rows, j].any() else whole
+                                for j in range(flows.max_packets)]
         tcp = (flows.protocol == 6)[:, None] & mask
         flags_dir = []
         for d in (0, 1):
@@ -177,20 +175,18 @@ class GridCodec:
         return _table_unscale(self._global_table, v)
 
     def _class_tables(self, label: str) -> list[dict[str, list]]:
-        """One table per position; class_pooled stores a single one, shared by every position."""
-        tables = self.class_size_tables.get(str(label)) or [self._global_table]
-        return tables * self.max_packets if len(tables) == 1 else tables
+        return self.class_size_tables.get(str(label)) or [self._global_table] * self.max_packets
 
     def scale_sizes(self, sizes: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(n, w) sizes -> size channel; class_quantile uses each flow's (class, position) table."""
-        if self.size_transform not in PER_CLASS:
+        if self.size_transform != "class_quantile":
             return self.scale_size(sizes)
         s = np.minimum(np.asarray(sizes, np.float64), self.size_cap)
         return self._per_class_position(s, labels, _table_scale, np.float32)
 
     def unscale_sizes(self, v: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Inverse of `scale_sizes`: class_quantile lands on sizes the class used at that position."""
-        if self.size_transform not in PER_CLASS:
+        if self.size_transform != "class_quantile":
             return self.unscale_size(v)
         return self._per_class_position(v, labels, _table_unscale, np.float64)
 
@@ -246,7 +242,7 @@ class GridCodec:
         n_packets = np.maximum(n_packets, 1)
         labels = np.asarray(labels).astype(str)
         direction = self._unscale_direction(g[..., C_DIR], labels)
-        if snap_sizes and self.size_transform not in PER_CLASS:
+        if snap_sizes and self.size_transform != "class_quantile":
             size = self._snap_sizes(g[..., C_SIZE], labels)
         else:
             size = np.clip(np.rint(self.unscale_sizes(g[..., C_SIZE], labels)), 0, self.size_cap).astype(np.int64)

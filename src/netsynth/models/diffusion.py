@@ -85,7 +85,7 @@ class DiffusionConfig(BaseConfig):
     # decoded by the inverse CDF. Measured (benchmarks/diffusion_levers.py, iot-type16, 240 s, ~130-150
     # CPU-s, cond_scale 1): class_quantile 0.481 ± 0.016 TSTR vs global quantile 0.180 and log 0.210
     # (models.md, same CPU budget): the denoiser's class signal was too weak to pick the class's sizes.
-    size_transform: Literal["class_quantile", "class_pooled", "quantile", "log"] = "class_quantile"
+    size_transform: Literal["class_quantile", "quantile", "log"] = "class_quantile"
     class_direction: bool = False  # direction coded by its (class, position) CDF (codecs/grid.py)
     # training batches drawn with weight count(class)^−class_balance per flow: 0 = as in the data,
     # 1 = every class equally often. The model is class-conditional, so this changes which classes
