@@ -116,7 +116,7 @@ def test_cond_scale_and_snap_options_stay_valid():
 def test_default_parameter_count():
     """Documented default size: N = 20, one label row (the null class), one protocol row."""
     m = GaussianDiffusion(DiffusionConfig(), n_classes=0, n_protocols=1, max_packets=20)
-    assert sum(p.numel() for p in m.parameters()) == 898_444
+    assert sum(p.numel() for p in m.parameters()) == 1_226_636
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +234,24 @@ def test_bad_diffusion_options_are_refused(bad):
 
     with pytest.raises(InputError):
         CFG.replace(**bad)
+
+
+def test_model_saved_before_the_new_options_loads_as_trained(tmp_path):
+    """A model.json without conditioning/prediction/class_balance was an additive-ε model: it must load
+    as one (its weights have no adaLN rows), while a fresh config gets today's defaults."""
+    import json
+
+    flows = tiny_flows(n_per_class=10, width=6, seed=4)
+    cfg = DiffusionGenerator.tiny_config().replace(conditioning="add", prediction="eps", class_balance=0.0)
+    gen = DiffusionGenerator(cfg, device="cpu", random_state=0).fit(flows)
+    gen.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("conditioning", "prediction", "class_balance"):
+        del doc["config"][key]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
+    again = DiffusionGenerator.load(tmp_path / "m", device="cpu")
+    assert (again.config_.conditioning, again.config_.prediction, again.config_.class_balance) == ("add", "eps", 0.0)
+    a, b = gen.sample(20, random_state=1), again.sample(20, random_state=1)
+    np.testing.assert_array_equal(a.payload_len, b.payload_len)
+    assert (DiffusionConfig().conditioning, DiffusionConfig().prediction, DiffusionConfig().class_balance) == (
+        "adaln", "v", 0.5)

@@ -57,6 +57,12 @@ class BaseConfig:
         kwargs = {k: _coerce_json(v, hints[k]) for k, v in data.items()}
         return cls(**kwargs)
 
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any]) -> Self:
+        """Build from a saved model.json config. Fields added after a model was saved take the value
+        the model was trained with (`SAVED_DEFAULTS`), not today's default."""
+        return cls.from_dict({**getattr(cls, "SAVED_DEFAULTS", {}), **data})
+
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (unknown names are an InputError)."""
         return type(self).from_dict({**self.to_dict(), **changes})
@@ -398,7 +404,7 @@ class Generator(ABC):
         target = get_generator(doc["name"])
         if cls is not Generator and not issubclass(target, cls):
             raise InputError(f"{path}: holds a {doc['name']!r} model, not {cls.name!r}")
-        model = target(target.config_class.from_dict(doc["config"]), device=device,
+        model = target(target.config_class.from_saved(doc["config"]), device=device,
                        random_state=doc.get("provenance", {}).get("random_state"))
         model.classes_ = list(doc["classes"])
         model.class_counts_ = {str(k): int(v) for k, v in doc["class_counts"].items()}
