@@ -224,6 +224,12 @@ def test_class_weights_balance_the_classes():
     assert float(w[:90].sum()) == pytest.approx(float(w[90:].sum()))
     draws = torch.cat(_batches(100, 10, torch.Generator().manual_seed(0), weights=w))
     assert len(draws) == 100 and 0.35 < float((draws >= 90).float().mean()) < 0.65
+    from netsynth.models._train import _weighted_draws
+
+    many = _weighted_draws(w, 20_000, torch.Generator().manual_seed(1))
+    assert int(many.min()) >= 0 and int(many.max()) <= 99
+    assert abs(float((many >= 90).float().mean()) - 0.5) < 0.02
+    assert float(((many >= 45) & (many < 90)).float().mean()) == pytest.approx(0.25, abs=0.02)
     half = class_weights(labels, 0.5)
     assert float(half[90:].sum() / half.sum()) == pytest.approx(np.sqrt(10) / (np.sqrt(10) + np.sqrt(90)))
 

@@ -133,7 +133,7 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None,
     per item) an epoch is n draws with replacement in proportion to them instead of a permutation.
     """
     if weights is not None and gen is not None:
-        order = torch.multinomial(weights.double(), n, replacement=True, generator=gen)
+        order = _weighted_draws(weights, n, gen)
     else:
         order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
     if lengths is None:
@@ -143,6 +143,15 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None,
     if gen is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
     return batches
+
+
+def _weighted_draws(weights: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n indices drawn with replacement in proportion to `weights`, by inverse CDF: one uniform per
+    draw. Not torch.multinomial, which refuses more than 2^24 items (with torch 2.13 on CPU the
+    draws are the same as its draws for one generator state)."""
+    cdf = torch.cumsum(weights.double(), 0)
+    u = torch.rand(n, generator=gen, dtype=torch.float64) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(weights) - 1)
 
 
 @torch.no_grad()
