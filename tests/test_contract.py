@@ -176,3 +176,50 @@ def test_parameter_count_without_training(name, fitted, flows):
     expected = fitted(name).n_parameters()
     assert fresh.parameter_count(flows) == expected == fitted(name).parameter_count()
     assert not fresh._is_fitted()  # counting did not fit the instance itself
+
+
+def _edited_copy(src, dst, edit):
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    doc = json.loads((dst / "model.json").read_text())
+    edit(doc)
+    (dst / "model.json").write_text(json.dumps(doc))
+    return dst
+
+
+def test_model_folders_whose_files_do_not_fit_are_one_line_errors(tmp_path):
+    """Hand-edited or damaged model folders: an InputError naming the folder, never a traceback
+    (found by a new-user test: each of these ended in RuntimeError/TypeError/KeyError/SafetensorError)."""
+    from netsynth.errors import InputError
+    from netsynth.models import get_generator, load_generator
+
+    cls = get_generator("diffusion")
+    gen = cls(cls.tiny_config(), device="cpu", random_state=0).fit(tiny_flows(n_per_class=10, width=6, seed=1))
+    gen.save(tmp_path / "m")
+
+    def drop_new_fields(doc):  # an adaLN model read as an additive one: weights of another shape
+        for key in ("conditioning", "prediction", "class_balance"):
+            del doc["config"][key]
+
+    def as_string(doc):
+        doc["config"]["class_balance"] = "0.5"
+
+    def no_config(doc):
+        doc["config"] = None
+
+    def no_counts(doc):
+        del doc["class_counts"]
+
+    for i, edit in enumerate((drop_new_fields, as_string, no_config, no_counts)):
+        bad = _edited_copy(tmp_path / "m", tmp_path / f"bad{i}", edit)
+        with pytest.raises(InputError, match=f"bad{i}") as err:
+            load_generator(bad, device="cpu")
+        assert "\n" not in str(err.value), edit.__name__
+    cut = _edited_copy(tmp_path / "m", tmp_path / "cut", lambda doc: None)
+    data = (cut / "weights.safetensors").read_bytes()
+    (cut / "weights.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match=r"cut: .*safetensors"):
+        load_generator(cut, device="cpu")
+    assert load_generator(tmp_path / "m", device="cpu").n_parameters() == gen.n_parameters()

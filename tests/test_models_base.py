@@ -200,3 +200,18 @@ def test_samples_are_held_to_the_training_first_direction_and_longest_iat() -> N
     assert out.iat[:, 1:3].max() == pytest.approx(longest, rel=1e-6)
     clipped = out.producer()["clipped"]
     assert clipped["first_direction"] == 4 and clipped["iat_over_training_max"] == 4 * 2
+
+
+def test_resuming_a_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
+    """A checkpoint_dir written by a different model (another --set, another family) must not
+    end in a torch traceback: InputError naming the folder (exit 2 in the CLI), nothing trained."""
+    from netsynth.errors import InputError
+
+    settings = TrainSettings(lr=0.05, batch_size=16, warmup_steps=5, progress=False, max_epochs=1,
+                             checkpoint_dir=str(tmp_path / "ck"))
+    _fit(settings)
+    x, y = _toy_problem()
+    wider = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+    with pytest.raises(InputError, match=r"ck: checkpoint does not fit this model"):
+        train(wider, _loss, [x[:160], y[:160]], [x[160:], y[160:]], settings, device="cpu",
+              generator=torch.Generator().manual_seed(0))

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netsynth.errors import InputError
 from netsynth.utils.io import atomic_dir
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
@@ -222,13 +223,21 @@ def _save_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
 
 def _load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, ema: _EMA | None,
                      gen: torch.Generator, device: str) -> dict[str, Any] | None:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not (path / "state.json").is_file():
         return None
-    tensors = load_file(str(path / "checkpoint.safetensors"))
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    try:
+        tensors = load_file(str(path / "checkpoint.safetensors"))
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except (RuntimeError, ValueError, OSError, SafetensorError) as exc:
+        # another family or architecture (e.g. a changed --set), or a damaged checkpoint: resuming it
+        # would be wrong, and starting over silently would throw away what the user asked to resume
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: checkpoint does not fit this model and config; use another checkpoint_dir "
+                         f"or delete it to start over ({type(exc).__name__}: {first})") from None
     opt_state: dict[int, dict[str, Any]] = {}
     for key, val in tensors.items():
         if key.startswith("opt."):

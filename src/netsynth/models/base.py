@@ -397,15 +397,35 @@ class Generator(ABC):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> Generator:
-        """Load a saved model folder; dispatches on model.json's `name`. JSON + safetensors only."""
-        from safetensors.numpy import load_file
+        """Load a saved model folder; dispatches on model.json's `name`. JSON + safetensors only.
 
+        A folder whose files do not fit together (a config edited by hand, weights of another
+        architecture, a truncated weights file, a field of the wrong type) is an InputError naming
+        the folder, never a traceback from deep inside torch or safetensors.
+        """
         doc = read_model_json(path)
         target = get_generator(doc["name"])
         if cls is not Generator and not issubclass(target, cls):
             raise InputError(f"{path}: holds a {doc['name']!r} model, not {cls.name!r}")
-        model = target(target.config_class.from_saved(doc["config"]), device=device,
-                       random_state=doc.get("provenance", {}).get("random_state"))
+        try:
+            return target._from_doc(path, doc, device)
+        except InputError as exc:
+            if str(path) in str(exc):
+                raise
+            raise InputError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise InputError(f"{path}: model files do not fit together ({_one_line(exc)}); "
+                             "was model.json edited, or the weights copied from another model?") from None
+
+    @classmethod
+    def _from_doc(cls, path: str | os.PathLike, doc: dict[str, Any], device: str) -> Generator:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        if not isinstance(doc.get("config"), Mapping):
+            raise InputError(f"{MODEL_JSON} has no config object")
+        model = cls(cls.config_class.from_saved(doc["config"]), device=device,
+                    random_state=doc.get("provenance", {}).get("random_state"))
         model.classes_ = list(doc["classes"])
         model.class_counts_ = {str(k): int(v) for k, v in doc["class_counts"].items()}
         model.max_packets_ = int(doc["max_packets"])
@@ -414,7 +434,10 @@ class Generator(ABC):
         model.training_ = doc["training"]
         model.fit_info_ = {k: v for k, v in doc["provenance"].items() if k != "random_state"}
         weights = Path(path) / WEIGHTS
-        arrays = load_file(str(weights)) if weights.exists() else {}
+        try:
+            arrays = load_file(str(weights)) if weights.exists() else {}
+        except SafetensorError as exc:
+            raise InputError(f"{WEIGHTS} is not a readable safetensors file ({exc})") from None
         model._load_state(doc["state"], arrays)
         model.model_hash_ = doc.get("model_hash") or model._hash()
         return model
@@ -552,6 +575,15 @@ def _json_default(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- registry
+def _one_line(exc: Exception, limit: int = 160) -> str:
+    """An exception as one short line: torch's state-dict errors put the useful part on line 2."""
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else type(exc).__name__)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read and minimally check a saved model's model.json."""
     p = Path(path) / MODEL_JSON
