@@ -71,7 +71,10 @@ def test_length_from_first_negative_mask(codec, flows):
     grid[2, 2, C_MASK] = -1  # a hole ends the flow even if later positions look kept
     grid[..., C_DIR] = -0.3
     grid[..., C_SIZE] = codec.scale_size(np.array([518]))[0]  # beta uses 517 + 1
-    dec = codec.decode(grid, ["beta"] * 3)
+    import dataclasses
+
+    unfloored = dataclasses.replace(codec, min_packets={})  # the mask alone (floor: next test)
+    dec = unfloored.decode(grid, ["beta"] * 3)
     np.testing.assert_array_equal(dec["n_packets"], [4, 1, 2])
     assert np.all(dec["direction"] == 0)
     assert dec["payload_len"][0, 0] == 518
@@ -205,3 +208,22 @@ def test_class_direction_round_trip_and_shares(flows):
         if flows.mask[rows, j].any():
             assert got[j] == pytest.approx(flows.direction[rows, j][flows.mask[rows, j]].mean(), abs=1e-3)
 
+
+
+def test_decoded_flows_are_never_shorter_than_the_class_shortest_training_flow(flows):
+    """A mask that ends early (here: at once) decodes to the class's shortest training length, counted;
+    codecs saved before the floor existed keep the old floor of 1."""
+    codec = GridCodec.fit(flows, size_transform="class_quantile")
+    labels = flows.label.astype(str)
+    want = {c: int(flows.n_packets[labels == c].min()) for c in flows.classes}
+    assert codec.min_packets == want and max(want.values()) > 1
+    grid = codec.encode(flows)
+    grid[:, :, C_MASK] = -1.0  # every flow "ends" before its first packet
+    dec = codec.decode(grid, flows.label, protocol=flows.protocol)
+    np.testing.assert_array_equal(dec["n_packets"], [want[c] for c in labels])
+    assert dec["clipped"]["below_training_min_packets"] == sum(v > 0 for v in dec["n_packets"])
+    assert codec.decode(codec.encode(flows), flows.label)["clipped"]["below_training_min_packets"] == 0
+    old = dict(codec.to_dict())
+    del old["min_packets"]
+    assert (GridCodec.from_dict(old).decode(grid, flows.label)["n_packets"] == 1).all()
+    assert GridCodec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec

@@ -23,10 +23,11 @@ always lands on a training size: a small error keeps a frequent size exact. Unif
 Gaussianised ones, because the sampler clips x0 to [-1, 1]: a Gaussian's tails would be cut.
 
 Decoding is sound for any real-valued array: direction = sign, flow length = first position whose mask
-is < 0 (at least 1), flags snapped to the nearest flag byte seen in training for that direction, and
-payload sizes either decoded by the inverse transform (inverse empirical CDF for `quantile`, rounded
-for `log`) or snapped to the nearest size seen in training for the class (in the scaled space, where
-"nearest" respects the transform's resolution). Values outside the data range are clipped and
+is < 0 (at least 1, and at least the class's shortest training flow: counted when raised), flags
+snapped to the nearest flag byte seen in training for that direction, and payload sizes either
+decoded by the inverse transform (inverse empirical CDF for `quantile`, rounded for `log`) or snapped
+to the nearest size seen in training for the class (in the scaled space, where "nearest" respects the
+transform's resolution). Values outside the data range are clipped and
 counted. The codec is JSON-serialisable and knows nothing about torch.
 """
 
@@ -115,6 +116,9 @@ class GridCodec:
     # class_direction: direction coded by its (class, position) CDF too — P(responder→initiator) per
     # class and position; 0 codes as the middle of [−1, 1 − 2p], 1 as the middle of [1 − 2p, 1]
     class_direction_p: dict[str, list[float]] = field(default_factory=dict)
+    # shortest training flow per class (capped at max_packets): a decoded flow is never shorter, since
+    # extraction's --min-packets made shorter ones impossible. Empty for codecs saved before it existed
+    min_packets: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -153,7 +157,9 @@ class GridCodec:
                    sizes_by_class=by_class, flags_by_direction=flags_dir, size_cap=size_cap,
                    size_transform=size_transform, size_values=table["values"], size_edges=table["edges"],
                    class_size_tables=per_class,
-                   class_direction_p=_direction_shares(flows) if class_direction else {})
+                   class_direction_p=_direction_shares(flows) if class_direction else {},
+                   min_packets={c: int(min(flows.n_packets[labels == c].min(), flows.max_packets))
+                                for c in flows.classes})
 
     # ------------------------------------------------------------------ scalings
     @property
@@ -239,8 +245,10 @@ class GridCodec:
         g = np.clip(np.nan_to_num(g, nan=-1.0), -1, 1)
         off = g[..., C_MASK] < 0
         n_packets = np.where(off.any(axis=1), off.argmax(axis=1), width)
-        n_packets = np.maximum(n_packets, 1)
         labels = np.asarray(labels).astype(str)
+        floor = np.array([self.min_packets.get(c, 1) for c in labels], np.int64).reshape(-1)
+        short = int((n_packets < floor).sum())
+        n_packets = np.maximum(n_packets, np.maximum(floor, 1))
         direction = self._unscale_direction(g[..., C_DIR], labels)
         if snap_sizes and self.size_transform != "class_quantile":
             size = self._snap_sizes(g[..., C_SIZE], labels)
@@ -255,7 +263,7 @@ class GridCodec:
         for arr in (size, direction, iat, flags):
             arr[~mask] = 0
         return {"n_packets": n_packets, "payload_len": size, "direction": direction, "iat": iat,
-                "tcp_flags": flags, "clipped": {"grid_outside_range": outside}}
+                "tcp_flags": flags, "clipped": {"grid_outside_range": outside, "below_training_min_packets": short}}
 
     def _direction_p(self, labels: np.ndarray, width: int) -> np.ndarray | None:
         """(n, width) P(direction = 1) per flow and position, or None when direction is plain ±1."""
@@ -314,7 +322,7 @@ class GridCodec:
                 "flags_by_direction": self.flags_by_direction, "size_cap": self.size_cap,
                 "size_transform": self.size_transform, "size_values": self.size_values,
                 "size_edges": self.size_edges, "class_size_tables": self.class_size_tables,
-                "class_direction_p": self.class_direction_p}
+                "class_direction_p": self.class_direction_p, "min_packets": self.min_packets}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridCodec:
@@ -327,4 +335,5 @@ class GridCodec:
                                             "edges": [float(x) for x in t["edges"]]} for t in tables]
                                   for c, tables in d.get("class_size_tables", {}).items()}
         d["class_direction_p"] = {str(c): [float(x) for x in v] for c, v in d.get("class_direction_p", {}).items()}
+        d["min_packets"] = {str(c): int(v) for c, v in d.get("min_packets", {}).items()}
         return cls(**d)

@@ -229,6 +229,8 @@ class RawFlows:
     iat: np.ndarray
     tcp_flags: np.ndarray
     tcp_window: np.ndarray | None = None
+    # repairs the family's own decoder made (e.g. the grid codec's), reported with the base class's
+    clipped: dict[str, int] | None = None
 
 
 # ---------------------------------------------------------------------------------------------- generator
@@ -513,7 +515,7 @@ class Generator(ABC):
                   raw: RawFlows) -> FlowTable:
         """Force every value into the valid range, count what had to change, build the table."""
         n, width = len(labels), self.max_packets_
-        clipped: dict[str, int] = {}
+        clipped: dict[str, int] = dict(raw.clipped or {})
         n_packets = np.asarray(raw.n_packets, np.int64)
         clipped["n_packets"] = int(np.sum((n_packets < 1) | (n_packets > width)))
         n_packets = np.clip(n_packets, 1, width)

@@ -395,7 +395,7 @@ class DiffusionGenerator(Generator):
         dec = self.codec_.decode(grid, labels, snap_sizes=snap_sizes, protocol=protocol)
         self.last_clipped_ = dec["clipped"]
         return RawFlows(n_packets=dec["n_packets"], payload_len=dec["payload_len"], direction=dec["direction"],
-                        iat=dec["iat"], tcp_flags=dec["tcp_flags"])
+                        iat=dec["iat"], tcp_flags=dec["tcp_flags"], clipped=dec["clipped"])
 
     # ------------------------------------------------------------------ state
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
