@@ -246,7 +246,8 @@ class GridCodec:
         off = g[..., C_MASK] < 0
         n_packets = np.where(off.any(axis=1), off.argmax(axis=1), width)
         labels = np.asarray(labels).astype(str)
-        floor = np.array([self.min_packets.get(c, 1) for c in labels], np.int64).reshape(-1)
+        classes, inverse = np.unique(labels, return_inverse=True)  # one lookup per class, not per flow
+        floor = np.array([self.min_packets.get(c, 1) for c in classes], np.int64)[inverse.reshape(-1)]
         short = int((n_packets < floor).sum())
         n_packets = np.maximum(n_packets, np.maximum(floor, 1))
         direction = self._unscale_direction(g[..., C_DIR], labels)

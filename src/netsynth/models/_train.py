@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netsynth.errors import InputError
+from netsynth.errors import InputError, one_line
 from netsynth.utils.io import atomic_dir
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
@@ -235,9 +235,8 @@ def _load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
     except (RuntimeError, ValueError, OSError, SafetensorError) as exc:
         # another family or architecture (e.g. a changed --set), or a damaged checkpoint: resuming it
         # would be wrong, and starting over silently would throw away what the user asked to resume
-        first = str(exc).strip().splitlines()[0]
         raise InputError(f"{path}: checkpoint does not fit this model and config; use another checkpoint_dir "
-                         f"or delete it to start over ({type(exc).__name__}: {first})") from None
+                         f"or delete it to start over ({one_line(exc)})") from None
     opt_state: dict[int, dict[str, Any]] = {}
     for key, val in tensors.items():
         if key.startswith("opt."):

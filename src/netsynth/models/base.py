@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from netsynth.errors import InputError, NotFittedError
+from netsynth.errors import InputError, NotFittedError, one_line
 from netsynth.flows import FlowTable, max_payload
 from netsynth.flows.schema import META_PRODUCER
 from netsynth.utils.io import atomic_dir
@@ -416,7 +416,7 @@ class Generator(ABC):
                 raise
             raise InputError(f"{path}: {exc}") from None
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            raise InputError(f"{path}: model files do not fit together ({_one_line(exc)}); "
+            raise InputError(f"{path}: model files do not fit together ({one_line(exc)}); "
                              "was model.json edited, or the weights copied from another model?") from None
 
     @classmethod
@@ -577,15 +577,6 @@ def _json_default(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- registry
-def _one_line(exc: Exception, limit: int = 160) -> str:
-    """An exception as one short line: torch's state-dict errors put the useful part on line 2."""
-    if isinstance(exc, KeyError):
-        return f"missing field {exc}"
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else type(exc).__name__)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read and minimally check a saved model's model.json."""
     p = Path(path) / MODEL_JSON
