@@ -333,8 +333,8 @@ class Mamba2Mixer(nn.Module):
         The ssm state is kept as h = e^L · h̃ with the decay L (per row and head) deferred: the update
         h̃ += e^−L (b ⊗ Δx) is one pass over the (B, N, H·P) state instead of two (h ·= decay, then
         h += b ⊗ Δx); at sampling batches that state is bigger than the L2 cache. Measured on the
-        update alone (benchmarks/ssm_step.py): 1.12× at batch 512, none at 256. The deferred decay is folded into h̃ (one extra pass) only when some
-        head's L passes −DEFER_LIMIT.
+        update alone (benchmarks/ssm_step.py): 1.12× at batch 512, none at 256. The deferred decay
+        is folded into h̃ (one extra pass) only when some head's L passes −DEFER_LIMIT.
         """
         conv_state, h, log_scale = state
         cfg = self.cfg
