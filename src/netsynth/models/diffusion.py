@@ -25,7 +25,8 @@ by the flow length.
 Why these three, measured on iot-type16 (benchmarks/diffusion_levers.py, 300 s each, TSTR macro F1,
 3 RF seeds): additive conditioning with ε 0.477; adaLN 0.549; + class balance 0.5 0.571 (1.0: 0.545);
 + v-prediction 0.606. Sampled minority-class flows had been position-wise mixtures of the class's
-few real patterns (D-LinkDayCam: 46 distinct first-8-packet patterns from 7 real ones).
+few real patterns (D-LinkDayCam: 46 distinct first-8-packet patterns from 7 real ones; 11 now —
+benchmarks/diffusion_diagnose.py).
 
 Default size (d_model 128, n_layer 4, n_head 4, mlp_hidden 512, N = 20): 1,226,636 parameters with one
 label row (the null class) and one protocol row, plus 128 per class and per further protocol row —
